@@ -1,0 +1,3 @@
+from apify_jobs.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""Problems and usage values at the edge of the command line (shared by validate, plan and run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from typing import Any, Iterable
+
+from apify_jobs.errors import Problem, UsageError
+
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def print_problems(problems: Iterable[Problem]) -> None:
+    github = os.environ.get("GITHUB_ACTIONS") == "true"
+    for problem in problems:
+        print(problem, file=sys.stderr)
+        if github:
+            level = "warning" if problem.warning else "error"
+            message = problem.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+            print(f"::{level} file={problem.file},line={problem.line},col={problem.column}::{message}")
+
+
+def parse_vars(pairs: Iterable[str]) -> dict[str, Any]:
+    """``--var K=V`` gives the string V; ``--var K:=JSON`` gives a typed value (as in HTTPie)."""
+    variables: dict[str, Any] = {}
+    for pair in pairs:
+        typed = re.match(r"^([^=:]+):=(.*)$", pair, re.S)
+        if typed:
+            name, raw = typed.groups()
+            try:
+                value: Any = json.loads(raw)
+            except ValueError:
+                raise UsageError(f"--var {name}:= needs a JSON value, got {raw!r}") from None
+        elif "=" in pair:
+            name, value = pair.split("=", 1)
+        else:
+            raise UsageError(f"--var takes K=V or K:=JSON, got {pair!r}")
+        if not _VAR_NAME.match(name):
+            raise UsageError(f"--var name {name!r} must be letters, digits and _, not starting with a digit")
+        variables[name] = value
+    return variables

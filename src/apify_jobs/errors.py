@@ -1,0 +1,38 @@
+"""The failure classes that reach the command line, each turned into one clear line there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One finding in a job file, printed as ``file:line:column: message``."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        kind = "warning: " if self.warning else ""
+        return f"{self.file}:{self.line}:{self.column}: {kind}{self.message}"
+
+
+class ApifyJobsError(Exception):
+    """Base of every error the command line reports as one line (never a traceback)."""
+
+    exit_code = 2
+
+
+class UsageError(ApifyJobsError):
+    """The command line itself is wrong (bad flag value, missing path, no token)."""
+
+
+class JobFileError(ApifyJobsError):
+    """One or more job files are invalid; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))

@@ -1,0 +1,118 @@
+"""``${{ namespace.NAME }}`` expressions in string values: finding, checking and substituting them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+NAMESPACES = ("matrix", "vars", "env")
+SECRET_NAMES = frozenset({"APIFY_TOKEN"})
+
+# Anything opened with ${{ up to the nearest }}; the inside is checked separately for a clear message.
+_OPEN = "${{"
+_ANY = re.compile(r"\$\{\{(.*?)\}\}", re.S)
+_INSIDE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*$")
+
+
+class ExpressionError(ValueError):
+    """An expression that is malformed, names an unknown namespace, or refers to something undefined."""
+
+
+@dataclass
+class Context:
+    """What expressions may refer to. A namespace set to None is unknown yet (``validate``): left as written."""
+
+    matrix: Mapping[str, Any] = field(default_factory=dict)
+    vars: Mapping[str, Any] | None = None
+    env: Mapping[str, str] | None = None
+
+    def lookup(self, namespace: str, name: str) -> tuple[bool, Any]:
+        """(known, value); known is False where the namespace is not known yet."""
+        if namespace == "env" and name in SECRET_NAMES:
+            raise ExpressionError(f"${{{{ env.{name} }}}} is refused: the token is never put into a request body")
+        table = getattr(self, namespace)
+        if table is None:
+            return False, None
+        if name not in table:
+            raise ExpressionError(f"${{{{ {namespace}.{name} }}}} is not defined{_how_to_define(namespace, name)}")
+        return True, table[name]
+
+
+def _how_to_define(namespace: str, name: str) -> str:
+    return {"vars": f" (pass --var {name}=VALUE)", "env": f" (set the environment variable {name})",
+            "matrix": " (no such key in this job's matrix)"}[namespace]
+
+
+def references(text: str) -> list[tuple[str, str]]:
+    """The (namespace, name) pairs in ``text``; raises ExpressionError if one is malformed."""
+    found = []
+    for match in _ANY.finditer(text):
+        inside = _INSIDE.match(match.group(1))
+        if not inside:
+            raise ExpressionError(f"malformed expression {match.group(0)!r}: write ${{{{ namespace.NAME }}}}")
+        namespace, name = inside.groups()
+        if namespace not in NAMESPACES:
+            raise ExpressionError(f"unknown namespace '{namespace}' in {match.group(0)!r}: use matrix, vars or env")
+        found.append((namespace, name))
+    rest = _ANY.sub("", text)
+    if _OPEN in rest:
+        raise ExpressionError("expression opened with ${{ is never closed with }}")
+    return found
+
+
+def substitute(text: str, context: Context) -> Any:
+    """``text`` with its expressions replaced. A text that is one whole expression keeps the value's type."""
+    if _OPEN not in text:
+        return text
+    refs = references(text)
+    whole = _ANY.fullmatch(text.strip())
+    if whole and len(refs) == 1:
+        known, value = context.lookup(*refs[0])
+        return value if known else text
+
+    def replace(match: re.Match[str]) -> str:
+        namespace, name = _INSIDE.match(match.group(1)).groups()  # type: ignore[union-attr]
+        known, value = context.lookup(namespace, name)
+        if not known:
+            return match.group(0)
+        if isinstance(value, (dict, list)):
+            raise ExpressionError(f"{match.group(0)} is a {type(value).__name__} and cannot stand inside a longer string")
+        return _as_text(value)
+
+    return _ANY.sub(replace, text)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def substitute_all(value: Any, context: Context, path: tuple = (), errors: list | None = None) -> Any:
+    """A copy of ``value`` with every string substituted; problems are collected as (path, message)."""
+    if isinstance(value, str):
+        try:
+            return substitute(value, context)
+        except ExpressionError as exc:
+            if errors is None:
+                raise
+            errors.append((path, str(exc)))
+            return value
+    if isinstance(value, dict):
+        return {k: substitute_all(v, context, path + (k,), errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_all(v, context, path + (i,), errors) for i, v in enumerate(value)]
+    return value
+
+
+def has_expression(value: Any) -> bool:
+    if isinstance(value, str):
+        return _OPEN in value
+    if isinstance(value, dict):
+        return any(has_expression(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_expression(v) for v in value)
+    return False

@@ -1,0 +1,328 @@
+"""From paths on the command line to resolved jobs: discovery, schema, resolution, semantic checks.
+
+Every problem in every file is collected before anything is raised, so one `validate` shows them all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+from typing import Any, Iterable, Mapping
+
+from apify_jobs import expressions, schema
+from apify_jobs.errors import JobFileError, Problem
+from apify_jobs.expressions import Context, ExpressionError
+from apify_jobs.model import INPUT_LIMIT_BYTES, SYNC_WAIT_SECONDS, HttpTimeouts, Job, JobFile, RetryPolicy
+from apify_jobs.yaml_loader import Document, Path, YamlError, load_file
+
+JOB_FILE_SUFFIXES = (".yaml", ".yml")
+
+
+def discover(paths: Iterable[str]) -> tuple[list[str], list[Problem]]:
+    """Job files named on the command line: files as given, folders searched recursively, in sorted order."""
+    files: list[str] = []
+    problems: list[Problem] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(root, name)
+                for root, dirs, names in os.walk(path)
+                for name in names
+                if name.endswith(JOB_FILE_SUFFIXES) and not name.startswith(".")
+            )
+            files.extend(found)
+            if not found:
+                problems.append(Problem(path, 1, 1, "folder holds no *.yaml or *.yml job files"))
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            problems.append(Problem(path, 1, 1, "no such file or folder"))
+    return list(dict.fromkeys(os.path.normpath(f) for f in files)), problems
+
+
+def load(
+    paths: Iterable[str],
+    variables: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[list[JobFile], list[Problem]]:
+    """Load, check and resolve job files. ``variables``/``environ`` None: `validate` (expressions stay).
+
+    Raises JobFileError with every problem if any is an error; returns the warnings otherwise.
+    """
+    paths = list(paths)
+    files, problems = discover(paths)
+    explicit = {os.path.normpath(p) for p in paths if os.path.isfile(p)}
+    documents: list[Document] = []
+    for file in files:
+        try:
+            documents.append(load_file(file))
+        except YamlError as exc:
+            problems.append(exc.problem)
+    documents = _without_input_files(documents, explicit)
+    context = Context(vars=variables, env=environ)
+    job_files: list[JobFile] = []
+    for doc in documents:
+        found = schema.check_document(doc)
+        problems.extend(problem for _, problem in found)
+        broken = _broken_jobs(found)
+        if broken is not None:  # resolve what the schema let through, so every problem shows at once
+            job_files.append(_resolve_file(doc, context, problems, broken))
+    problems.extend(_duplicate_names(job_files))
+    problems = list(dict.fromkeys(problems))  # a problem in `defaults` is found once per job
+    if any(not p.warning for p in problems):
+        raise JobFileError(problems)
+    return job_files, problems
+
+
+def _broken_jobs(found: list[tuple[Path, Problem]]) -> set[int] | None:
+    """Indexes of jobs with schema problems; None when a problem outside any job stops the whole file."""
+    broken: set[int] = set()
+    for path, _ in found:
+        if len(path) < 2 or path[0] != "jobs":
+            return None
+        broken.add(int(path[1]))
+    return broken
+
+
+def _without_input_files(documents: list[Document], explicit: set[str]) -> list[Document]:
+    """A YAML file found in a folder but named by an `inputFile` is an input, not a job file."""
+    inputs: set[str] = set()
+    for doc in documents:
+        if isinstance(doc.data, dict) and isinstance(doc.data.get("jobs"), list):
+            folder = os.path.dirname(doc.file)
+            for job in doc.data["jobs"]:
+                ref = job.get("inputFile") if isinstance(job, dict) else None
+                if isinstance(ref, str) and "${{" not in ref:
+                    inputs.add(os.path.normpath(os.path.join(folder, ref)))
+    return [d for d in documents if d.file in explicit or d.file not in inputs]
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """``override`` over ``base``: mappings merge key by key, anything else is replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = deep_merge(base[key], value) if key in base else value
+        return merged
+    return override
+
+
+def _resolve_file(doc: Document, context: Context, problems: list[Problem], broken: set[int]) -> JobFile:
+    data = doc.data
+    with open(doc.file, "rb") as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()
+    job_file = JobFile(doc.file, digest, data.get("concurrency", 1), data.get("failFast", False))
+    defaults = data.get("defaults", {})
+    expanded: list[tuple[Job, Path, list[str]]] = []
+    by_base: dict[str, list[str]] = {}
+    for index, raw in enumerate(data["jobs"]):
+        where: Path = ("jobs", index)
+        if index in broken:
+            if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+                by_base[raw["name"]] = []
+            continue
+        names: list[str] = []
+        for name, matrix in _matrix(doc, raw, where, problems):
+            job = _resolve_job(doc, defaults, raw, where, name, matrix, context, problems)
+            if job is not None:
+                expanded.append((job, where, raw.get("needs", [])))
+                names.append(name)
+        by_base[raw["name"]] = names
+    for job, where, needs in expanded:
+        for position, need in enumerate(needs):
+            if need not in by_base:
+                hint = f"; jobs of this file: {', '.join(by_base)}" if by_base else ""
+                problems.append(doc.problem(where + ("needs", position), f"needs unknown job '{need}'{hint}"))
+            else:
+                job.needs.extend(n for n in by_base[need] if n != job.name)
+        job_file.jobs.append(job)
+    problems.extend(_cycles(doc, expanded))
+    return job_file
+
+
+def _matrix(doc: Document, raw: dict[str, Any], where: Path, problems: list[Problem]) -> list[tuple[str, dict[str, Any]]]:
+    matrix = raw.get("matrix")
+    if not matrix:
+        return [(raw["name"], {})]
+    keys = list(matrix)
+    combos = []
+    seen: dict[str, dict[str, Any]] = {}
+    for values in itertools.product(*(matrix[k] for k in keys)):
+        name = "-".join([raw["name"], *(_slug(v) for v in values)])
+        combo = dict(zip(keys, values))
+        if name in seen:
+            problems.append(doc.problem(where + ("matrix",), f"matrix values {seen[name]} and {combo} both name the job '{name}'"))
+            continue
+        seen[name] = combo
+        combos.append((name, combo))
+    return combos
+
+
+def _slug(value: Any) -> str:
+    text = "true" if value is True else "false" if value is False else str(value)
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "x"
+
+
+def _resolve_job(
+    doc: Document,
+    defaults: dict[str, Any],
+    raw: dict[str, Any],
+    where: Path,
+    name: str,
+    matrix: dict[str, Any],
+    context: Context,
+    problems: list[Problem],
+) -> Job | None:
+    before = len(problems)
+    job_context = Context(matrix=matrix, vars=context.vars, env=context.env)
+    prefix = f"{name}: " if matrix else ""
+
+    def fail(path: Path, message: str, warning: bool = False) -> None:
+        problems.append(doc.problem(path, prefix + message, warning))
+
+    errors: list[tuple[Path, str]] = []
+    own = expressions.substitute_all({k: v for k, v in raw.items() if k != "matrix"}, job_context, where, errors)
+    shared = expressions.substitute_all(defaults, job_context, ("defaults",), errors)
+    for path, message in errors:
+        fail(path, message)
+    if errors:
+        return None
+    resolved = deep_merge(shared, own)
+    if context.vars is not None and expressions.has_expression([raw, defaults]):
+        # Substituted values must still fit the schema (a var that fills `memory` must be a valid memory).
+        problems.extend(schema.check_job(doc, resolved, where))
+        if len(problems) > before:
+            return None
+    file_input: dict[str, Any] = {}
+    input_file = own.get("inputFile")
+    if isinstance(input_file, str) and "${{" not in input_file:
+        file_input = _load_input_file(os.path.dirname(doc.file) or ".", input_file,
+                                      lambda m: fail(where + ("inputFile",), m))
+    job_input = deep_merge(shared.get("input", {}), {**file_input, **own.get("input", {})})
+    output = own.get("output")
+    if isinstance(output, str) and "${{" not in output and not _stays_inside(output):
+        fail(where + ("output",), f"output '{output}' leaves the output folder; give a path inside it")
+    options = resolved.get("options", {})
+    if "outputRecordKey" in options and "dataset" in resolved and not ("dataset" in own and "outputRecordKey" in own.get("options", {})):
+        fail(where, "outputRecordKey (from defaults) cannot be used together with dataset")
+    timeout = options.get("timeout")
+    if isinstance(timeout, (int, float)) and timeout > SYNC_WAIT_SECONDS:
+        origin = where if "timeout" in own.get("options", {}) else ("defaults",)
+        fail(origin + ("options", "timeout"), f"timeout {timeout} is over {SYNC_WAIT_SECONDS} s: run-sync answers 408 "
+             f"after {SYNC_WAIT_SECONDS} s while the run goes on (and is billed)", warning=True)
+    size = _json_size(job_input)
+    if size is None:
+        fail(where + ("input",), "input cannot be serialised as JSON")
+    elif size > INPUT_LIMIT_BYTES:
+        fail(where + ("input",), f"input is {size:,} bytes as JSON, over the API's 9 MiB request limit")
+    if any(not p.warning for p in problems[before:]):
+        return None
+    return Job(
+        name=name,
+        file=doc.file,
+        task=_normalise_task(resolved["task"]),
+        input=job_input,
+        options=options,
+        dataset=resolved.get("dataset"),
+        output=output,
+        needs=[],
+        retry=RetryPolicy.from_dict(resolved.get("retry", {})),
+        http=HttpTimeouts.from_dict(resolved.get("http", {})),
+        position=doc.position(where),
+    )
+
+
+def _has_path(value: Any, path: Path) -> bool:
+    for part in path:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+            value = value[part]
+        else:
+            return False
+    return True
+
+
+def _stays_inside(relative: str) -> bool:
+    if os.path.isabs(relative) or relative.startswith(("/", "\\")):
+        return False
+    normal = os.path.normpath(relative)
+    return normal != ".." and not normal.startswith(".." + os.sep) and normal != "."
+
+
+def _load_input_file(folder: str, relative: str, fail: Any) -> dict[str, Any]:
+    if not _stays_inside(relative):
+        fail(f"inputFile '{relative}' leaves the job file's folder")
+        return {}
+    target = os.path.join(folder, relative)
+    real_folder = os.path.realpath(folder)
+    if os.path.commonpath([real_folder, os.path.realpath(target)]) != real_folder:
+        fail(f"inputFile '{relative}' resolves (through a link) outside the job file's folder")
+        return {}
+    try:
+        data = load_file(target).data
+    except YamlError as exc:
+        fail(f"inputFile: {exc.problem}")
+        return {}
+    if not isinstance(data, dict):
+        fail(f"inputFile '{relative}' must hold a JSON object (a mapping)")
+        return {}
+    return data
+
+
+def _json_size(value: Any) -> int | None:
+    try:
+        return len(json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _normalise_task(task: str) -> str:
+    return task.replace("/", "~", 1)
+
+
+def _duplicate_names(job_files: list[JobFile]) -> list[Problem]:
+    seen: dict[str, Job] = {}
+    problems = []
+    for job_file in job_files:
+        for job in job_file.jobs:
+            first = seen.setdefault(job.name, job)
+            if first is not job:
+                problems.append(Problem(job.file, *job.position,
+                                        f"duplicate job name '{job.name}' (first at {first.file}:{first.position[0]})"))
+    return problems
+
+
+def _cycles(doc: Document, expanded: list[tuple[Job, Path, list[str]]]) -> list[Problem]:
+    graph = {job.name: job.needs for job, _, _ in expanded}
+    where = {job.name: path for job, path, _ in expanded}
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    problems: list[Problem] = []
+    reported: set[Path] = set()
+    for start in graph:
+        if state.get(start):
+            continue
+        stack = [(start, iter(graph[start]))]
+        state[start] = 1
+        trail = [start]
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                state[node] = 2
+                stack.pop()
+                trail.pop()
+            elif state.get(child) == 1:
+                cycle = trail[trail.index(child):] + [child]
+                path = where[node]
+                if path not in reported:
+                    reported.add(path)
+                    problems.append(doc.problem(path + ("needs",), f"needs form a cycle: {' -> '.join(cycle)}"))
+            elif not state.get(child) and child in graph:
+                state[child] = 1
+                trail.append(child)
+                stack.append((child, iter(graph[child])))
+    return problems

@@ -1,0 +1,85 @@
+"""The command line: parse, dispatch to one module a subcommand, turn each known failure into one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from apify_jobs import __version__
+from apify_jobs.errors import ApifyJobsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apify-jobs", description="Run checked-in YAML job files on Apify.")
+    parser.add_argument("--version", action="version", version=f"apify-jobs {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_paths(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("paths", nargs="+", metavar="PATH", help="job files or folders (*.yaml, *.yml, recursively)")
+
+    def with_vars(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--var", action="append", default=[], metavar="K=V",
+                         help="define ${{ vars.K }}: K=V for a string, K:=JSON for a typed value (repeatable)")
+
+    validate = commands.add_parser("validate", help="check job files; never needs a token")
+    with_paths(validate)
+
+    plan = commands.add_parser("plan", help="print every request `run` would send; no network, no token")
+    with_paths(plan)
+    with_vars(plan)
+    plan.add_argument("--json", action="store_true", help="a JSON array, one object a job")
+    plan.add_argument("--out-dir", default="out", help="output folder the paths are shown in (default ./out)")
+
+    run = commands.add_parser("run", help="run the jobs")
+    with_paths(run)
+    with_vars(run)
+    run.add_argument("--concurrency", type=int, metavar="N", help="jobs at once across all files")
+    run.add_argument("--fail-fast", action="store_true", help="after a failure, start nothing more")
+    run.add_argument("--only", action="append", default=[], metavar="GLOB", help="run only jobs whose name matches")
+    run.add_argument("--out-dir", default="out", help="output folder (default ./out)")
+    run.add_argument("--report", metavar="FILE", help="report path (default <out-dir>/report.json)")
+    run.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    run.add_argument("--resume", action="store_true", help="skip jobs the report shows done with the same request")
+    run.add_argument("--shard", metavar="I/N", help="run a stable 1/N slice of the jobs")
+    run.add_argument("--emulator", action="store_true", help="run against the built-in emulator; no token needed")
+    run.add_argument("--emulator-script", metavar="FILE", help=argparse.SUPPRESS)
+    loudness = run.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", help="print only the summary's failures")
+    loudness.add_argument("-v", "--verbose", action="store_true", help="log every request and retry")
+
+    commands.add_parser("schema", help="print the job-file JSON Schema")
+
+    emulator = commands.add_parser("emulator", help="serve a local stand-in for the Apify API")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8765)
+    emulator.add_argument("--script", metavar="FILE", help="YAML file of task behaviours")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            from apify_jobs.commands import validate as command
+        elif args.command == "plan":
+            from apify_jobs.commands import plan as command  # type: ignore[no-redef]
+        elif args.command == "run":
+            from apify_jobs.commands import run as command  # type: ignore[no-redef]
+        elif args.command == "schema":
+            from apify_jobs.commands import schema as command  # type: ignore[no-redef]
+        else:
+            from apify_jobs.commands import emulator as command  # type: ignore[no-redef]
+        return command.main(args)
+    except ApifyJobsError as exc:
+        print(f"apify-jobs: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("apify-jobs: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

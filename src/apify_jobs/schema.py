@@ -1,0 +1,125 @@
+"""The job-file JSON Schema: where it lives, one compiled validator, and its errors as clear lines."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from importlib import resources
+from typing import Any, Iterable
+
+from apify_jobs.errors import Problem
+from apify_jobs.yaml_loader import Document, Path
+
+_MAX_SHOWN = 60
+
+
+def schema_text() -> str:
+    return resources.files("apify_jobs").joinpath("jobs.schema.json").read_text(encoding="utf-8")
+
+
+@cache
+def schema() -> dict[str, Any]:
+    return json.loads(schema_text())
+
+
+@cache
+def _validator(ref: str | None = None) -> Any:
+    # Imported here: jsonschema costs ~100 ms of start-up that `--version` and `run` of a plan don't need.
+    from jsonschema import Draft202012Validator
+
+    root = schema()
+    if ref is None:
+        return Draft202012Validator(root)
+    return Draft202012Validator({"$schema": root["$schema"], "$defs": root["$defs"], "$ref": ref})
+
+
+def check_document(doc: Document) -> list[tuple[Path, Problem]]:
+    """Every schema problem of a whole job file, with the path of the value it is about."""
+    return [found for error in _validator().iter_errors(doc.data) for found in _explain(doc, (), error)]
+
+
+def check_job(doc: Document, job: dict[str, Any], where: Path) -> list[Problem]:
+    """Schema problems of one resolved job (after expressions were substituted)."""
+    errors = _validator("#/$defs/job").iter_errors(job)
+    return [problem for error in errors for _, problem in _explain(doc, where, error)]
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def _where(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "the file"
+
+
+def _explain(doc: Document, base: Path, error: Any) -> Iterable[tuple[Path, Problem]]:
+    path: Path = base + tuple(error.absolute_path)
+    where = _where(path)
+    keyword, value, expected = error.validator, error.instance, error.validator_value
+    if keyword == "additionalProperties" and isinstance(value, dict):
+        known = list(error.schema.get("properties", {}))
+        for key in value:
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                also = f"; did you mean '{hint[0]}'?" if hint else f"; allowed: {', '.join(known)}"
+                yield path, doc.problem(path + (key,), f"{where}: unknown key '{key}'{also}", at_key=True)
+        return
+    if keyword in ("anyOf", "oneOf") and error.context:
+        # An option that may also be an expression: explain the real alternative, not the expression.
+        real = [e for e in error.context if e.relative_schema_path[0] == 0] or list(error.context)
+        yield from _explain_first(doc, base, real)
+        return
+    if keyword == "required":
+        missing = [k for k in expected if k not in value]
+        message = f"{where}: missing required key '{missing[0]}'" if missing else f"{where}: {error.message}"
+    elif keyword == "enum":
+        message = f"{where}: {_show(value)} is not one of {', '.join(_show(v) for v in expected)}"
+    elif keyword == "const":
+        message = f"{where}: must be {_show(expected)}, not {_show(value)}"
+    elif keyword == "type":
+        wanted = " or ".join(_article(k) for k in (expected if isinstance(expected, list) else [expected]))
+        message = f"{where}: must be {wanted}, not {_type_name(value)} {_show(value)}"
+    elif keyword == "pattern":
+        message = f"{where}: {_show(value)} does not match {expected}"
+    elif keyword == "not" and path[-1:] == ("options",):
+        message = f"{where}.outputRecordKey cannot be used together with dataset: the dataset endpoint returns items, not a record"
+        path = path + ("outputRecordKey",)
+    elif keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        relation = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[keyword]
+        message = f"{where}: must be {relation} {expected}, not {_show(value)}"
+    elif keyword in ("minItems", "minLength", "minProperties"):
+        message = f"{where}: must not be empty"
+    elif keyword == "uniqueItems":
+        message = f"{where}: has duplicate entries"
+    else:
+        message = f"{where}: {error.message if len(error.message) < 200 else error.message[:197] + '...'}"
+    yield path, doc.problem(path, message)
+
+
+def _explain_first(doc: Document, base: Path, errors: list[Any]) -> Iterable[tuple[Path, Problem]]:
+    from jsonschema.exceptions import best_match
+
+    yield from _explain(doc, base, best_match(errors))
+
+
+def _article(kind: str) -> str:
+    names = {"object": "a mapping", "array": "a list", "integer": "a whole number", "number": "a number",
+             "string": "a string", "boolean": "true or false", "null": "null"}
+    return names.get(kind, kind)
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, list):
+        return "list"
+    if value is None:
+        return "null"
+    return {int: "number", float: "number", str: "string"}.get(type(value), type(value).__name__)

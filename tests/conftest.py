@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from apify_jobs.main import main as cli_main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """Write a dedented file below tmp_path and return its path."""
+
+    def _write(name: str, text: str | bytes) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run the command line in-process: (exit code, stdout, stderr)."""
+
+    def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        code = cli_main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _cli
+
+
+def run_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, **kw):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "apify_jobs", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=120, **kw)
