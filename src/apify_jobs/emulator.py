@@ -1,0 +1,410 @@
+"""A small local stand-in for the Apify API: both run-sync endpoints, the run look-ups drop recovery needs,
+and scripted faults. It is what `--emulator`, the end-to-end tests and the benchmarks talk to over real
+sockets. It is not the platform: it runs no Actor, it only answers the way the API answers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from apify_jobs.model import INPUT_LIMIT_BYTES
+
+RESPONSES = {"ok", "run-failed", "run-timeout", "rate-limit", "capacity", "server-error", "status"}
+DROPS = {None, "before-response", "mid-body", "after-start"}
+_CONTENT_TYPES = {"json": "application/json; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8",
+                  "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8",
+                  "xml": "application/xml; charset=utf-8", "rss": "application/rss+xml; charset=utf-8",
+                  "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How the emulator answers one run-sync request."""
+
+    latency: float = 0.0
+    respond: str = "ok"
+    status: int | None = None
+    error_type: str | None = None
+    retry_after: float | None = None
+    html: bool = False
+    drop: str | None = None
+    body_bytes: int | None = None
+    content_type: str | None = None
+    run_status: str = "SUCCEEDED"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Behaviour":
+        known = {"latency", "respond", "status", "errorType", "retryAfter", "html", "drop", "bodyBytes",
+                 "contentType", "runStatus"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown behaviour keys {sorted(unknown)}; known: {sorted(known)}")
+        behaviour = cls(latency=float(raw.get("latency", 0)), respond=raw.get("respond", "ok"),
+                        status=raw.get("status"), error_type=raw.get("errorType"), retry_after=raw.get("retryAfter"),
+                        html=bool(raw.get("html", False)), drop=raw.get("drop"), body_bytes=raw.get("bodyBytes"),
+                        content_type=raw.get("contentType"), run_status=raw.get("runStatus", "SUCCEEDED"))
+        if behaviour.respond not in RESPONSES or behaviour.drop not in DROPS:
+            raise ValueError(f"respond must be one of {sorted(RESPONSES)}, drop one of {sorted(d for d in DROPS if d)}")
+        return behaviour
+
+
+@dataclass
+class Script:
+    """Behaviours by task: one behaviour for every request, or a list (request n takes item n, the last repeats)."""
+
+    tasks: dict[str, list[Behaviour]] = field(default_factory=dict)
+    default: Behaviour = field(default_factory=Behaviour)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> "Script":
+        raw = raw or {}
+        tasks = {}
+        for task, spec in (raw.get("tasks") or {}).items():
+            steps = spec if isinstance(spec, list) else [spec]
+            tasks[task.replace("/", "~", 1)] = [Behaviour.from_dict(step or {}) for step in steps]
+        return cls(tasks, Behaviour.from_dict(raw.get("default") or {}))
+
+    @classmethod
+    def from_file(cls, path: str) -> "Script":
+        from apify_jobs.yaml_loader import load_file
+
+        return cls.from_dict(load_file(path).data)
+
+    def behaviour(self, task: str, number: int) -> Behaviour:
+        steps = self.tasks.get(task)
+        if not steps:
+            return self.default
+        return steps[min(number, len(steps)) - 1]
+
+
+@dataclass
+class Run:
+    id: str
+    task: str
+    input: Any
+    options: dict[str, str]
+    started_at: datetime
+    status: str
+    output: bytes
+    content_type: str
+    items: list[Any]
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def store_id(self) -> str:
+        return f"kvs{self.id}"
+
+    @property
+    def dataset_id(self) -> str:
+        return f"ds{self.id}"
+
+    def as_api(self) -> dict[str, Any]:
+        return {"id": self.id, "actTaskId": self.task, "status": self.status,
+                "startedAt": self.started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "defaultKeyValueStoreId": self.store_id, "defaultDatasetId": self.dataset_id}
+
+
+class State:
+    """What the emulator saw: counts the tests assert on, and the runs it 'started'."""
+
+    def __init__(self, script: Script):
+        self.script = script
+        self.lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+        self.per_task: dict[str, int] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.runs: list[Run] = []
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {"requests": len(self.requests), "perTask": dict(self.per_task), "inFlight": self.in_flight,
+                    "maxInFlight": self.max_in_flight, "runs": len(self.runs)}
+
+    def run_sync_requests(self, task: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.requests if r["kind"] == "run-sync" and (task is None or r["task"] == task)]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "_Server"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and benchmarks read stdout
+        pass
+
+    # --- plumbing -------------------------------------------------------------------------------
+    def _send(self, status: int, body: bytes, content_type: str = "application/json; charset=utf-8",
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps({"error": {"type": error_type, "message": message}}).encode(), headers=headers)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # --- routes -----------------------------------------------------------------------------------
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path)
+        segments = [unquote(s) for s in parts.path.strip("/").split("/")]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if len(segments) == 4 and segments[:2] == ["v2", "actor-tasks"] and segments[3] in (
+                "run-sync", "run-sync-get-dataset-items"):
+            self._run_sync(segments[2], segments[3], dict(parse_qsl(parts.query)), body)
+        else:
+            self._error(404, "page-not-found", f"Page not found: POST {parts.path}")
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        segments = [unquote(s) for s in parts.path.strip("/").split("/")]
+        query = dict(parse_qsl(parts.query))
+        state = self.server.state
+        if segments == ["_emulator", "stats"]:
+            self._send(200, json.dumps(state.stats()).encode())
+        elif len(segments) == 4 and segments[:2] == ["v2", "actor-tasks"] and segments[3] == "runs":
+            self._list_runs(segments[2], query)
+        elif len(segments) == 3 and segments[:2] == ["v2", "actor-runs"]:
+            self._get_run(segments[2], query)
+        elif len(segments) == 5 and segments[:2] == ["v2", "key-value-stores"] and segments[3] == "records":
+            run = self._run_by(lambda r: r.store_id == segments[2])
+            if run is None:
+                self._error(404, "record-not-found", "Key-value store was not found")
+            elif segments[4] == "INPUT":
+                self._send(200, json.dumps(run.input).encode())
+            elif segments[4] == run.options.get("outputRecordKey", "OUTPUT"):
+                self._send(200, run.output, run.content_type)
+            else:
+                self._error(404, "record-not-found", "Record was not found")
+        elif len(segments) == 4 and segments[:2] == ["v2", "datasets"] and segments[3] == "items":
+            run = self._run_by(lambda r: r.dataset_id == segments[2])
+            if run is None:
+                self._error(404, "record-not-found", "Dataset was not found")
+            else:
+                body, content_type = _items(run.items, query.get("format", "json"))
+                self._send(200, body, content_type)
+        else:
+            self._error(404, "page-not-found", f"Page not found: GET {parts.path}")
+
+    def _run_by(self, match: Any) -> Run | None:
+        with self.server.state.lock:
+            return next((r for r in self.server.state.runs if match(r)), None)
+
+    def _list_runs(self, task: str, query: dict[str, str]) -> None:
+        task = task.replace("/", "~", 1)
+        after = _parse_time(query.get("startedAfter"))
+        with self.server.state.lock:
+            runs = [r for r in self.server.state.runs if r.task == task and (after is None or r.started_at >= after)]
+        if query.get("desc") in ("1", "true"):
+            runs.reverse()
+        items = [r.as_api() for r in runs]
+        self._send(200, json.dumps({"data": {"total": len(items), "offset": 0, "limit": 1000, "count": len(items),
+                                             "desc": query.get("desc") in ("1", "true"), "items": items}}).encode())
+
+    def _get_run(self, run_id: str, query: dict[str, str]) -> None:
+        run = self._run_by(lambda r: r.id == run_id)
+        if run is None:
+            self._error(404, "record-not-found", "Actor run was not found")
+            return
+        wait = min(float(query.get("waitForFinish") or 0), 60.0)
+        run.finished.wait(wait)
+        self._send(200, json.dumps({"data": run.as_api()}).encode())
+
+    def _run_sync(self, task: str, endpoint: str, options: dict[str, str], body: bytes) -> None:
+        state = self.server.state
+        task = task.replace("/", "~", 1)
+        with state.lock:
+            state.per_task[task] = number = state.per_task.get(task, 0) + 1
+            state.requests.append({"kind": "run-sync", "task": task, "endpoint": endpoint, "query": options,
+                                   "body": body, "headers": dict(self.headers.items()), "number": number})
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            self._answer(state.script.behaviour(task, number), task, endpoint, options, body)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _answer(self, behaviour: Behaviour, task: str, endpoint: str, options: dict[str, str], body: bytes) -> None:
+        if len(body) > INPUT_LIMIT_BYTES:
+            self._error(413, "request-too-large", "The POST payload is too large (limit: 9437184 bytes)")
+            return
+        try:
+            run_input = json.loads(body or b"{}")
+        except ValueError:
+            self._error(400, "invalid-input", "Input is not valid JSON")
+            return
+        if behaviour.drop == "before-response":
+            time.sleep(behaviour.latency)
+            self._drop()
+            return
+        refusal = {
+            "rate-limit": (429, "rate-limit-exceeded", "You have exceeded the rate limit. Please try again later."),
+            "capacity": (402, behaviour.error_type or "concurrent-runs-limit-exceeded",
+                         "By launching this job you will exceed the concurrent runs limit of your subscription."),
+        }.get(behaviour.respond)
+        if refusal:  # no run is started
+            time.sleep(behaviour.latency)
+            headers = {"Retry-After": str(behaviour.retry_after)} if behaviour.retry_after is not None else None
+            self._error(behaviour.status or refusal[0], refusal[1], refusal[2], headers)
+            return
+        if behaviour.respond in ("server-error", "status"):
+            time.sleep(behaviour.latency)
+            status = behaviour.status or 500
+            if behaviour.html:
+                self._send(status, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
+            else:
+                self._error(status, behaviour.error_type or "internal-server-error", f"Emulated answer {status}")
+            return
+        run = self._start_run(behaviour, task, endpoint, options, run_input)
+        if behaviour.drop == "after-start":  # the run goes on; the caller never hears of it
+            self._drop()
+            time.sleep(behaviour.latency)
+            self._finish(run, behaviour)
+            return
+        time.sleep(behaviour.latency)
+        self._finish(run, behaviour)
+        if behaviour.respond == "run-failed" or run.status != "SUCCEEDED":
+            self._error(400, "run-failed", f"Actor run did not succeed (run ID: {run.id}, status: {run.status})")
+            return
+        if behaviour.respond == "run-timeout":
+            self._error(408, "run-timeout-exceeded", "Actor run exceeded the timeout of 300 seconds for this API endpoint")
+            return
+        if behaviour.body_bytes is not None:
+            self._stream_large(behaviour)
+            return
+        if endpoint == "run-sync":
+            payload, content_type = run.output, run.content_type
+        else:
+            payload, content_type = _items(run.items, options.get("format", "json"))
+        if behaviour.drop == "mid-body":
+            self._send_partial(payload, content_type)
+            return
+        self._send(201, payload, content_type)
+
+    def _start_run(self, behaviour: Behaviour, task: str, endpoint: str, options: dict[str, str],
+                   run_input: Any) -> Run:
+        echo = {"taskId": task, "input": run_input, "options": options}
+        output = json.dumps(echo, ensure_ascii=False).encode("utf-8")
+        run = Run(id=secrets.token_hex(9)[:17], task=task, input=run_input, options=options,
+                  started_at=datetime.now(timezone.utc), status="RUNNING", output=output,
+                  content_type=behaviour.content_type or "application/json; charset=utf-8", items=[echo])
+        with self.server.state.lock:
+            self.server.state.runs.append(run)
+        return run
+
+    @staticmethod
+    def _finish(run: Run, behaviour: Behaviour) -> None:
+        run.status = "FAILED" if behaviour.respond == "run-failed" else behaviour.run_status
+        run.finished.set()
+
+    def _send_partial(self, payload: bytes, content_type: str) -> None:
+        padded = payload if len(payload) > 64 else payload + b" " * 64
+        self.send_response(201)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(padded)))
+        self.end_headers()
+        self.wfile.write(padded[: len(padded) // 2])
+        self._drop()
+
+    def _stream_large(self, behaviour: Behaviour) -> None:
+        total = int(behaviour.body_bytes or 0)
+        self.send_response(201)
+        self.send_header("Content-Type", behaviour.content_type or "application/octet-stream")
+        self.send_header("Content-Length", str(total))
+        self.end_headers()
+        block = b"x" * (1 << 20)
+        sent = 0
+        cut = total // 2 if behaviour.drop == "mid-body" else total
+        while sent < cut:
+            piece = block[: min(len(block), cut - sent)]
+            self.wfile.write(piece)
+            sent += len(piece)
+        if cut < total:
+            self._drop()
+
+
+def _items(items: list[Any], format_: str) -> tuple[bytes, str]:
+    content_type = _CONTENT_TYPES.get(format_, _CONTENT_TYPES["json"])
+    if format_ == "csv":
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["taskId", "input", "options"])
+        for item in items:
+            writer.writerow([item["taskId"], json.dumps(item["input"]), json.dumps(item["options"])])
+        return text.getvalue().encode("utf-8"), content_type
+    if format_ == "jsonl":
+        return b"".join(json.dumps(i).encode() + b"\n" for i in items), content_type
+    return json.dumps(items, ensure_ascii=False).encode("utf-8"), _CONTENT_TYPES["json"]
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    state: State
+
+
+class Emulator:
+    """The emulator on a loopback port, served from a background thread. Use as a context manager."""
+
+    def __init__(self, script: Script | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.state = State(script or Script())
+        self._server = _Server((host, port), _Handler)
+        self._server.state = self.state
+        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "Emulator":
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+

@@ -1,0 +1,144 @@
+"""Scheduling: which job starts when, under the caps, `needs`, fail-fast and Ctrl-C.
+
+The main thread decides; each running job has a daemon thread of its own, so a job that is waiting
+never holds a slot, and Ctrl-C can abandon the running requests at once instead of waiting for them.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from apify_jobs.model import Job
+from apify_jobs.progress import Progress
+from apify_jobs.report import JobResult, now
+from apify_jobs.request import build_request
+from apify_jobs.runner import RunContext, new_result, run_job
+
+GRACE_SECONDS = 1.0  # after Ctrl-C, how long a job that is just finishing may still report success
+
+
+@dataclass
+class Planned:
+    job: Job
+    file_index: int
+    result: JobResult | None = None  # set once the job is decided (run, resumed, skipped or cancelled)
+    started: bool = False
+
+
+@dataclass
+class Plan:
+    """The selected jobs in listed order, with the caps of their files."""
+
+    entries: list[Planned]
+    file_caps: list[int]
+    file_fail_fast: list[bool]
+    global_cap: int | None = None
+    ignored_needs: set[str] = field(default_factory=set)
+
+
+class Executor:
+    def __init__(self, plan: Plan, context: RunContext, progress: Progress,
+                 run: Callable[[Job, RunContext], JobResult] = run_job):
+        self.plan = plan
+        self.context = context
+        self.progress = progress
+        self._run = run
+        self._changed = threading.Condition()
+        self._running_per_file = [0] * len(plan.file_caps)
+        self._running = 0
+        self._stopped_files: set[int] = set()
+        self._stop_all: str | None = None
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        """Ctrl-C: start nothing more, abandon what runs, remove partial downloads."""
+        self.interrupted = True
+        self.context.cancelled.set()
+        with self._changed:
+            self._changed.notify_all()
+
+    def run(self) -> list[JobResult]:
+        by_name = {entry.job.name: entry for entry in self.plan.entries}
+        with self._changed:
+            while not self.interrupted:
+                self._start_ready(by_name)
+                if all(entry.result is not None for entry in self.plan.entries):
+                    break
+                self._changed.wait(0.25)
+                self.progress.tick()
+        if self.interrupted:
+            self._abandon()
+        return [entry.result for entry in self.plan.entries if entry.result is not None]
+
+    # Called with self._changed held.
+    def _start_ready(self, by_name: dict[str, Planned]) -> None:
+        for entry in self.plan.entries:
+            if entry.result is not None or entry.started:
+                continue
+            job = entry.job
+            if self._stop_all or entry.file_index in self._stopped_files:
+                reason = self._stop_all or "an earlier job of this file failed and failFast is on"
+                entry.result = self._decided(job, "cancelled", reason)
+                continue
+            needs = [by_name[n] for n in job.needs if n in by_name]
+            blocked = [n for n in needs if n.result is not None and n.result.status != "succeeded"]
+            if blocked:
+                entry.result = self._decided(job, "skipped", f"needs {blocked[0].job.name}, which {blocked[0].result.status}")
+                self.progress.finish(entry.result)
+                continue
+            if any(n.result is None for n in needs):
+                continue
+            cap = self.plan.file_caps[entry.file_index]
+            if self._running_per_file[entry.file_index] >= cap:
+                continue
+            if self.plan.global_cap is not None and self._running >= self.plan.global_cap:
+                return
+            entry.started = True
+            self._running += 1
+            self._running_per_file[entry.file_index] += 1
+            self.progress.start(job.name)
+            threading.Thread(target=self._work, args=(entry,), name=f"job-{job.name}", daemon=True).start()
+
+    def _work(self, entry: Planned) -> None:
+        try:
+            result = self._run(entry.job, self.context)
+        except Exception as exc:  # a bug must not hang the batch: report it as this job's failure
+            result = self._decided(entry.job, "failed", f"internal error: {type(exc).__name__}: {exc}")
+        with self._changed:
+            if self.interrupted and result.status != "succeeded":
+                return  # _abandon() records it as cancelled
+            entry.result = result
+            self._running -= 1
+            self._running_per_file[entry.file_index] -= 1
+            if result.status == "failed":
+                if result.extra.get("stopsBatch"):
+                    self._stop_all = (f"not sent: {entry.job.name} was refused with HTTP {result.http_status} "
+                                      "and every other job would be too; check APIFY_TOKEN")
+                elif self.plan.file_fail_fast[entry.file_index]:
+                    self._stopped_files.add(entry.file_index)
+            self._changed.notify_all()
+        self.progress.finish(result)
+
+    def _abandon(self) -> None:
+        self.context.guard.cancel()
+        with self._changed:
+            self._changed.wait_for(lambda: self._running == 0, timeout=GRACE_SECONDS)
+            for entry in self.plan.entries:
+                if entry.result is not None:
+                    continue
+                if entry.started:
+                    result = self._decided(entry.job, "cancelled", "interrupted while running; the platform may "
+                                                                   "still be running it")
+                    result.attempts = 1
+                else:
+                    result = self._decided(entry.job, "cancelled", "interrupted before it started; never sent")
+                entry.result = result
+
+    def _decided(self, job: Job, status: str, message: str) -> JobResult:
+        result = new_result(job, build_request(job, self.context.base_url))
+        result.status = status
+        result.error = {"type": status, "message": message}
+        result.finished_at = now()
+        return result

@@ -1,0 +1,137 @@
+"""One HTTP call to a run-sync endpoint over a shared `requests.Session`, sorted into success or a failure class.
+
+Retrying is not done here (see retry.py); this module only sends once and says what happened.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError, NameResolutionError
+
+from apify_jobs import __version__
+from apify_jobs.errors import UsageError
+from apify_jobs.failures import ERROR_BODY_LIMIT, ConnectionDropped, classify
+from apify_jobs.model import HttpTimeouts
+from apify_jobs.request import RunRequest
+
+CHUNK_BYTES = 1 << 20
+USER_AGENT = f"apify-jobs/{__version__}"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A 201 whose body is being streamed; ``chunks`` raises ConnectionDropped if the body is cut short."""
+
+    status: int
+    content_type: str | None
+    chunks: Iterator[bytes]
+
+
+def check_base_url(base_url: str) -> None:
+    """The token is never sent over plain http, except to this machine."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"APIFY_API_BASE_URL {base_url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise UsageError(f"refusing to send the token over plain http to {parts.hostname}; use https "
+                         "(plain http is allowed only to a loopback address)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ApiClient:
+    """Sends run requests; one instance (one connection pool sized to the concurrency) per run."""
+
+    def __init__(self, token: str | None, pool_size: int = 10):
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._session.trust_env = False  # no ~/.netrc credentials or proxy settings leaking into requests
+        self._headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def get(self, url: str, timeouts: HttpTimeouts, params: dict[str, Any] | None = None) -> requests.Response:
+        """A small GET (drop recovery); raises the same failure classes as `send`."""
+        response = self._call(lambda: self._session.get(url, params=params, headers=self._headers,
+                                                        timeout=(timeouts.connect, timeouts.read), stream=True))
+        return self._checked(response, ok=(200,))
+
+    def send(self, request: RunRequest, timeouts: HttpTimeouts) -> tuple[Answer, Callable[[], None]]:
+        """POST once. Returns the 201 answer and a closer; raises a JobFailure for anything else."""
+        response = self._call(lambda: self._session.post(request.url, data=request.body, headers=self._headers,
+                                                         timeout=(timeouts.connect, timeouts.read), stream=True))
+        self._checked(response, ok=(200, 201))
+        return Answer(response.status_code, response.headers.get("Content-Type"), _chunks(response)), response.close
+
+    @staticmethod
+    def _call(send: Callable[[], requests.Response]) -> requests.Response:
+        try:
+            return send()
+        except requests.ConnectTimeout:
+            raise ConnectionDropped("could not connect in time", request_sent=False) from None
+        except requests.ConnectionError as exc:
+            reason = getattr(exc.args[0], "reason", None) if exc.args else None
+            if isinstance(reason, (NewConnectionError, NameResolutionError)):
+                raise ConnectionDropped(f"could not connect: {_short(reason)}", request_sent=False) from None
+            raise ConnectionDropped(f"connection dropped before the answer: {_short(exc)}", request_sent=True) from None
+        except requests.Timeout:
+            raise ConnectionDropped("no answer within the read timeout", request_sent=True) from None
+        except requests.RequestException as exc:
+            raise ConnectionDropped(f"request failed: {_short(exc)}", request_sent=True) from None
+
+    @staticmethod
+    def _checked(response: requests.Response, ok: tuple[int, ...]) -> requests.Response:
+        if response.status_code in ok:
+            return response
+        try:
+            body = b"".join(_limited(response, ERROR_BODY_LIMIT))
+        except ConnectionDropped:
+            body = b""
+        finally:
+            response.close()
+        raise classify(response.status_code, body, response.headers)
+
+
+def _chunks(response: requests.Response) -> Iterator[bytes]:
+    try:
+        yield from response.iter_content(CHUNK_BYTES)
+    except (requests.RequestException, OSError) as exc:
+        raise ConnectionDropped(f"connection dropped in the middle of the answer: {_short(exc)}",
+                                request_sent=True) from None
+    finally:
+        response.close()
+
+
+def _limited(response: requests.Response, limit: int) -> Iterator[bytes]:
+    taken = 0
+    for chunk in _chunks(response):
+        yield chunk[: limit - taken]
+        taken += len(chunk)
+        if taken >= limit:
+            return
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    # urllib3 repeats the whole connection object and URL; the last clause says what happened.
+    if "(Caused by" in text:
+        text = text.split("(Caused by", 1)[1].rstrip(")")
+    return text.strip()[:200]

@@ -1,0 +1,148 @@
+"""Output files appear whole or not at all: streamed to a temporary file beside the target, fsynced, renamed.
+
+A `Guard` is shared by all writers of one run: cancelling it removes every temporary file at once and
+makes any later rename refuse, so Ctrl-C never leaves a partial file and never half-finishes one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import Iterable
+
+from apify_jobs.failures import Cancelled, OutputFailure
+
+_EXTENSIONS = {
+    "application/json": ".json", "application/jsonl": ".jsonl", "application/x-ndjson": ".jsonl",
+    "text/csv": ".csv", "text/html": ".html", "application/xml": ".xml", "text/xml": ".xml",
+    "application/rss+xml": ".rss", "text/plain": ".txt",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+    "application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jpg",
+}
+TEMP_SUFFIX = ".part"
+
+
+def extension_for(content_type: str | None) -> str:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return _EXTENSIONS.get(media, ".json" if media.endswith("+json") else ".bin")
+
+
+@dataclass(frozen=True)
+class WrittenOutput:
+    path: str
+    bytes: int
+    sha256: str
+    content_type: str | None
+
+
+class Guard:
+    """What every writer of a run checks before it renames, and what Ctrl-C cancels."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._temporary: set[str] = set()
+        self.cancelled = False
+
+    def track(self, path: str) -> None:
+        with self._lock:
+            if self.cancelled:
+                raise Cancelled("cancelled before the output was written")
+            self._temporary.add(path)
+
+    def finish(self, temporary: str, target: str) -> None:
+        with self._lock:
+            if self.cancelled:
+                raise Cancelled("cancelled while the output was downloading; nothing was written")
+            os.replace(temporary, target)
+            self._temporary.discard(temporary)
+
+    def forget(self, path: str) -> None:
+        with self._lock:
+            self._temporary.discard(path)
+        _remove(path)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            for path in self._temporary:
+                _remove(path)
+            self._temporary.clear()
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def safe_target(out_dir: str, relative: str) -> str:
+    """``relative`` inside ``out_dir``, refusing any way out: `..`, an absolute path, or a link that points out."""
+    root = os.path.realpath(out_dir)
+    target = os.path.join(root, relative)
+    resolved = os.path.realpath(target)
+    if os.path.commonpath([root, resolved]) != root:
+        raise OutputFailure(f"output path {relative!r} leads outside the output folder {out_dir!r}; nothing was written")
+    return resolved
+
+
+def write_whole(target: str, chunks: Iterable[bytes], content_type: str | None, guard: Guard) -> WrittenOutput:
+    """Stream ``chunks`` into ``target`` so that it appears complete or not at all; an older file stays intact."""
+    folder = os.path.dirname(target)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=TEMP_SUFFIX)
+    except OSError as exc:
+        raise OutputFailure(f"cannot write into {folder}: {exc.strerror}") from None
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        guard.track(temporary)
+        with os.fdopen(handle, "wb") as stream:
+            for chunk in chunks:
+                stream.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            stream.flush()
+            os.fsync(stream.fileno())
+        guard.finish(temporary, target)
+    except OSError as exc:
+        guard.forget(temporary)
+        raise OutputFailure(f"cannot write {target}: {exc.strerror or exc}") from None
+    except BaseException:
+        guard.forget(temporary)
+        raise
+    _fsync_folder(folder)
+    return WrittenOutput(target, size, digest.hexdigest(), content_type)
+
+
+def write_bytes(target: str, data: bytes) -> None:
+    """A small file (the report) written the same whole-or-nothing way, also after a cancel."""
+    write_whole(target, [data], None, Guard())
+
+
+def _fsync_folder(folder: str) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def sha256_of(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()

@@ -1,0 +1,92 @@
+"""What the user sees while jobs run: a live status line on a terminal, one line per event otherwise."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+from typing import TextIO
+
+from apify_jobs.report import JobResult
+
+
+class Progress:
+    def __init__(self, total: int, quiet: bool = False, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() and not quiet
+        self.quiet = quiet
+        self.total = total
+        self.started = time.monotonic()
+        self.running: list[str] = []
+        self.done = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+
+    def _line(self, text: str) -> None:
+        if self.live:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def start(self, name: str) -> None:
+        with self._lock:
+            self.running.append(name)
+            if not self.live and not self.quiet:
+                self._line(f"start  {name}")
+            self._redraw()
+
+    def finish(self, result: JobResult) -> None:
+        with self._lock:
+            if result.name in self.running:
+                self.running.remove(result.name)
+            self.done += 1
+            self.failed += result.status != "succeeded"
+            if not self.quiet and (not self.live or result.status != "succeeded"):
+                seconds = (result.duration_ms or 0) / 1000
+                detail = (result.output.path if result.output and result.status == "succeeded"
+                          else (result.error or {}).get("message", result.note or ""))
+                self._line(f"{result.status:<9} {result.name} ({seconds:.1f} s) {detail}".rstrip())
+            self._redraw()
+
+    def tick(self) -> None:
+        with self._lock:
+            self._redraw()
+
+    def _redraw(self) -> None:
+        if not self.live:
+            return
+        elapsed = time.monotonic() - self.started
+        head = f"{self.done}/{self.total} done, {self.failed} failed, {len(self.running)} running, {elapsed:.0f} s"
+        names = ", ".join(self.running)
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        text = f"{head}: {names}" if names else head
+        self.stream.write("\r\x1b[K" + text[:width])
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.live:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def summary(results: list[JobResult]) -> str:
+    """The table printed at the end: name, status, attempts, duration, output or error."""
+    rows = [("JOB", "STATUS", "TRIES", "TIME", "OUTPUT / ERROR")]
+    for r in results:
+        if r.status == "succeeded" and r.output:
+            detail = r.output.path if not r.resumed else f"{r.output.path} (resumed)"
+        elif r.previous is not None:
+            detail = f"{(r.previous.get('output') or {}).get('path', '')} (resumed)"
+        else:
+            error = r.error or {}
+            detail = f"{error.get('type', '')}: {error.get('message', '')}".strip(": ") or (r.note or "")
+            if error.get("runId"):
+                detail += f" (run {error['runId']})"
+        seconds = f"{(r.duration_ms or 0) / 1000:.1f}s" if r.duration_ms is not None else "-"
+        rows.append((r.name, r.status, str(r.attempts), seconds, detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows]
+    totals = {s: sum(r.status == s for r in results) for s in ("succeeded", "failed", "skipped", "cancelled")}
+    lines.append(", ".join(f"{count} {status}" for status, count in totals.items() if count) or "no jobs")
+    return "\n".join(line.rstrip() for line in lines)
