@@ -47,3 +47,22 @@ def run_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None 
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "apify_jobs", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=120, **kw)
+
+
+@pytest.fixture
+def emulator(monkeypatch):
+    """A scripted emulator on a free loopback port; `run` talks to it through APIFY_API_BASE_URL."""
+    from apify_jobs.emulator import Emulator, Script
+
+    started: list[Emulator] = []
+
+    def _start(script: dict | None = None) -> Emulator:
+        server = Emulator(Script.from_dict(script)).start()
+        started.append(server)
+        monkeypatch.setenv("APIFY_API_BASE_URL", server.url)
+        monkeypatch.setenv("APIFY_TOKEN", "test-token-not-secret")
+        return server
+
+    yield _start
+    for server in started:
+        server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -21,6 +22,27 @@ def print_problems(problems: Iterable[Problem]) -> None:
             level = "warning" if problem.warning else "error"
             message = problem.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
             print(f"::{level} file={problem.file},line={problem.line},col={problem.column}::{message}")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is now (tests swap it), not to the one at set-up."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def configure_logging(verbose: bool) -> None:
+    """Retry warnings always; each request with -v. Our own handler, so a host's logging set-up can't hide them."""
+    log = logging.getLogger("apify_jobs")
+    log.handlers[:] = [_StderrHandler()]
+    log.handlers[0].setFormatter(logging.Formatter("apify-jobs: %(levelname)s: %(message)s"))
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.propagate = False
 
 
 def parse_vars(pairs: Iterable[str]) -> dict[str, Any]:

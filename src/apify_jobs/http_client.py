@@ -6,13 +6,14 @@ Retrying is not done here (see retry.py); this module only sends once and says w
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError, NameResolutionError
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from apify_jobs import __version__
 from apify_jobs.errors import UsageError
@@ -131,6 +132,15 @@ def _limited(response: requests.Response, limit: int) -> Iterator[bytes]:
 
 def _short(exc: BaseException) -> str:
     text = str(exc)
+    cut = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)", text)
+    if cut:
+        return f"the answer was cut short after {cut.group(1)} bytes, {cut.group(2)} more expected"
+    if "RemoteDisconnected" in text or "without response" in text:
+        return "the server closed the connection without answering"
+    if "Connection reset" in text or "ConnectionResetError" in text:
+        return "the connection was reset"
+    if "Connection refused" in text:
+        return "connection refused"
     # urllib3 repeats the whole connection object and URL; the last clause says what happened.
     if "(Caused by" in text:
         text = text.split("(Caused by", 1)[1].rstrip(")")

@@ -14,8 +14,15 @@ from typing import Any, Iterable, Mapping
 
 from apify_jobs import expressions, schema
 from apify_jobs.errors import JobFileError, Problem
-from apify_jobs.expressions import Context, ExpressionError
-from apify_jobs.model import INPUT_LIMIT_BYTES, SYNC_WAIT_SECONDS, HttpTimeouts, Job, JobFile, RetryPolicy
+from apify_jobs.expressions import Context
+from apify_jobs.model import (
+    INPUT_LIMIT_BYTES,
+    SYNC_WAIT_SECONDS,
+    HttpTimeouts,
+    Job,
+    JobFile,
+    RetryPolicy,
+)
 from apify_jobs.yaml_loader import Document, Path, YamlError, load_file
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
@@ -233,17 +240,6 @@ def _resolve_job(
         http=HttpTimeouts.from_dict(resolved.get("http", {})),
         position=doc.position(where),
     )
-
-
-def _has_path(value: Any, path: Path) -> bool:
-    for part in path:
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
-            value = value[part]
-        else:
-            return False
-    return True
 
 
 def _stays_inside(relative: str) -> bool:

@@ -6,7 +6,13 @@ import logging
 import threading
 from typing import Callable, TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from apify_jobs.failures import Cancelled, JobFailure
 from apify_jobs.model import RetryPolicy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -12,8 +13,15 @@ from apify_jobs.http_client import ApiClient
 from apify_jobs.model import Job
 from apify_jobs.output import Guard, extension_for, safe_target, write_whole
 from apify_jobs.report import JobResult, now
-from apify_jobs.request import UNKNOWN_EXTENSION, RunRequest, build_request, planned_output
+from apify_jobs.request import (
+    UNKNOWN_EXTENSION,
+    RunRequest,
+    build_request,
+    planned_output,
+)
 from apify_jobs.retry import call_with_retries
+
+log = logging.getLogger("apify_jobs")
 
 
 @dataclass
@@ -39,6 +47,7 @@ def run_job(job: Job, context: RunContext) -> JobResult:
     started = time.monotonic()
 
     def attempt(number: int) -> None:
+        log.info("%s: attempt %d: %s %s", job.name, number, request.method, request.url)
         answer, close = context.client.send(request, job.http)
         try:
             result.http_status = answer.status

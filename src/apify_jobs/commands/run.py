@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import fnmatch
 import hashlib
-import logging
 import os
 import signal
 import sys
@@ -14,7 +13,7 @@ import threading
 from typing import Any, Iterator
 
 from apify_jobs import jobfile, report
-from apify_jobs.cli_output import parse_vars, print_problems
+from apify_jobs.cli_output import configure_logging, parse_vars, print_problems
 from apify_jobs.errors import UsageError
 from apify_jobs.executor import Executor, Plan, Planned
 from apify_jobs.http_client import ApiClient, check_base_url
@@ -37,8 +36,7 @@ def main(args: argparse.Namespace) -> int:
         print_problems(warnings)
     plan = _select(job_files, args.only, shard, args.concurrency, args.fail_fast)
     report_path = args.report or os.path.join(args.out_dir, "report.json")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="apify-jobs: %(message)s",
-                        stream=sys.stderr)
+    configure_logging(args.verbose)
     with _api(args) as (base_url, token):
         check_base_url(base_url)
         previous = report.load_previous(report_path) if args.resume else {}

@@ -1,0 +1,37 @@
+"""Building jobs and running them in-process against an emulator, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from apify_jobs import jobfile
+from apify_jobs.model import Job
+
+
+def job_file(tmp_path: Path, body: str, name: str = "jobs.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text("version: 1\n" + textwrap.dedent(body).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def make_job(tmp_path: Path, spec: dict[str, Any]) -> Job:
+    path = tmp_path / "one.yaml"
+    path.write_text(json.dumps({"version": 1, "jobs": [spec]}), encoding="utf-8")
+    files, _ = jobfile.load([str(path)], {}, {})
+    return files[0].jobs[0]
+
+
+def read_report(out_dir: Path) -> dict[str, Any]:
+    return json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+
+
+def jobs_by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["name"]: entry for entry in report["jobs"]}
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files a download left behind (there must never be any)."""
+    return sorted(str(p) for p in folder.rglob("*.part"))

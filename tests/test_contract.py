@@ -1,0 +1,57 @@
+"""Every request the runner sends conforms to Apify's official OpenAPI description (an excerpt kept in tests/)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import responses
+from openapi_core import OpenAPI
+from openapi_core.contrib.requests import RequestsOpenAPIRequest
+
+from apify_jobs.http_client import ApiClient
+from apify_jobs.output import Guard
+from apify_jobs.runner import RunContext, run_job
+from tests.helpers import make_job
+
+SPEC = OpenAPI.from_dict(json.loads((Path(__file__).parent / "contract" / "apify-openapi-excerpt.json").read_text()))
+BASE = "https://api.apify.com"
+
+EVERY_OPTION = {"timeout": 120, "memory": 2048, "maxItems": 100, "maxTotalChargeUsd": 2.5, "restartOnError": False,
+                "build": "latest", "outputRecordKey": "OUTPUT",
+                "webhooks": [{"eventTypes": ["ACTOR.RUN.FAILED"], "requestUrl": "https://h.example/x",
+                              "idempotencyKey": "k", "ignoreSslErrors": False}]}
+DATASET = {"format": "csv", "clean": True, "fields": ["title", "url"], "omit": "x", "unwind": ["a"], "desc": True,
+           "limit": 10, "offset": 5, "bom": True, "delimiter": ";", "skipHeaderRow": False, "attachment": False}
+
+
+@pytest.mark.parametrize("spec", [
+    {"name": "every-option", "task": "janedoe~maps", "input": {"q": ["cafe"], "n": 1}, "options": EVERY_OPTION},
+    {"name": "no-option", "task": "janedoe/maps"},
+    {"name": "dataset", "task": "HG7ML7M8z78YcAPEB", "input": {"x": None},
+     "options": {k: v for k, v in EVERY_OPTION.items() if k != "outputRecordKey"}, "dataset": DATASET},
+])
+@responses.activate
+def test_sent_request_conforms_to_the_openapi_description(tmp_path: Path, spec: dict) -> None:
+    responses.post(re.compile(BASE + r"/v2/actor-tasks/.*"), body=b"[]", status=201, content_type="application/json")
+    job = make_job(tmp_path, spec)
+    result = run_job(job, RunContext(ApiClient("token"), BASE, str(tmp_path / "out"), Guard(), threading.Event()))
+    assert result.status == "succeeded", result.error
+    [call] = responses.calls
+    SPEC.validate_request(RequestsOpenAPIRequest(call.request))
+    assert call.request.url.split("?")[0].endswith("/run-sync-get-dataset-items" if "dataset" in spec else "/run-sync")
+
+
+@responses.activate
+def test_a_malformed_request_would_be_caught(tmp_path: Path) -> None:
+    """The contract check itself can fail: a wrong type in the query is refused by the description."""
+    import requests
+    from openapi_core.exceptions import OpenAPIError
+
+    prepared = requests.Request("POST", BASE + "/v2/actor-tasks/me~t/run-sync?memory=lots", data=b"{}",
+                                headers={"Authorization": "Bearer t", "Content-Type": "application/json"}).prepare()
+    with pytest.raises(OpenAPIError):
+        SPEC.validate_request(RequestsOpenAPIRequest(prepared))
