@@ -55,3 +55,29 @@ def test_a_malformed_request_would_be_caught(tmp_path: Path) -> None:
                                 headers={"Authorization": "Bearer t", "Content-Type": "application/json"}).prepare()
     with pytest.raises(OpenAPIError):
         SPEC.validate_request(RequestsOpenAPIRequest(prepared))
+
+
+@responses.activate
+def test_recovery_requests_conform_too(tmp_path: Path) -> None:
+    """The look-ups of drop recovery (runs list, INPUT, run wait, dataset items) fit the description."""
+    import requests
+
+    from apify_jobs.recovery import now_utc
+
+    started = now_utc().isoformat().replace("+00:00", "Z")
+    run = {"id": "abcdefghijklmnopq", "status": "RUNNING", "startedAt": started,
+           "defaultKeyValueStoreId": "kvs1", "defaultDatasetId": "ds1"}
+    responses.post(BASE + "/v2/actor-tasks/me~t/run-sync-get-dataset-items", body=requests.ConnectionError("reset"))
+    responses.get(BASE + "/v2/actor-tasks/me~t/runs", json={"data": {"items": [run]}})
+    responses.get(BASE + "/v2/key-value-stores/kvs1/records/INPUT", json={"q": 1, "saved": True})
+    responses.get(BASE + "/v2/actor-runs/abcdefghijklmnopq", json={"data": {**run, "status": "SUCCEEDED"}})
+    responses.get(BASE + "/v2/datasets/ds1/items", body=b"a,b\n", content_type="text/csv")
+    job = make_job(tmp_path, {"name": "d", "task": "me~t", "input": {"q": 1},
+                              "dataset": {"format": "csv", "clean": True, "fields": ["a", "b"]}})
+    result = run_job(job, RunContext(ApiClient("token"), BASE, str(tmp_path / "out"), Guard(), threading.Event()))
+    assert result.status == "succeeded" and result.extra["recovery"]["runId"] == "abcdefghijklmnopq"
+    assert (tmp_path / "out" / "d.csv").read_bytes() == b"a,b\n"
+    assert [c.request.method for c in responses.calls] == ["POST", "GET", "GET", "GET", "GET"]
+    for call in responses.calls:
+        SPEC.validate_request(RequestsOpenAPIRequest(call.request))
+    assert responses.calls[4].request.url.endswith("/v2/datasets/ds1/items?format=csv&clean=true&fields=a%2Cb")

@@ -384,7 +384,8 @@ class Emulator:
         self.state = State(script or Script())
         self._server = _Server((host, port), _Handler)
         self._server.state = self.state
-        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="emulator", daemon=True)
 
     @property
     def url(self) -> str:

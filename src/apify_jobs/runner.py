@@ -6,10 +6,13 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator
 
-from apify_jobs.failures import AuthFailed, Cancelled, JobFailure
-from apify_jobs.http_client import ApiClient
+from apify_jobs import recovery
+from apify_jobs.failures import AuthFailed, Cancelled, ConnectionDropped, HttpFailure, JobFailure
+from apify_jobs.http_client import CHUNK_BYTES, ApiClient
 from apify_jobs.model import Job
 from apify_jobs.output import Guard, extension_for, safe_target, write_whole
 from apify_jobs.report import JobResult, now
@@ -33,6 +36,7 @@ class RunContext:
     out_dir: str
     guard: Guard
     cancelled: threading.Event
+    claims: recovery.Claims = field(default_factory=recovery.Claims)
 
 
 def new_result(job: Job, request: RunRequest) -> JobResult:
@@ -46,18 +50,26 @@ def run_job(job: Job, context: RunContext) -> JobResult:
     result.started_at = now()
     started = time.monotonic()
 
+    def write(content_type: str | None, chunks: Iterable[bytes]) -> None:
+        shown = _target(job, context.out_dir, content_type)
+        target = safe_target(context.out_dir, os.path.relpath(shown, context.out_dir))
+        result.output = replace(write_whole(target, chunks, content_type, context.guard), path=shown)
+        result.empty_output = result.output.bytes == 0
+
     def attempt(number: int) -> None:
         log.info("%s: attempt %d: %s %s", job.name, number, request.method, request.url)
-        answer, close = context.client.send(request, job.http)
+        sent_at = recovery.now_utc()
         try:
-            result.http_status = answer.status
-            shown = _target(job, context.out_dir, answer.content_type)
-            target = safe_target(context.out_dir, os.path.relpath(shown, context.out_dir))
-            written = write_whole(target, answer.chunks, answer.content_type, context.guard)
-            result.output = replace(written, path=shown)
-            result.empty_output = result.output.bytes == 0
-        finally:
-            close()
+            answer, close = context.client.send(request, job.http)
+            try:
+                result.http_status = answer.status
+                write(answer.content_type, answer.chunks)
+            finally:
+                close()
+        except ConnectionDropped as drop:
+            if drop.request_sent and job.retry.recover and _adopt(job, context, sent_at, number, result, write):
+                return
+            raise
 
     try:
         _, result.attempts = call_with_retries(job.name, job.retry, attempt, context.cancelled)
@@ -79,9 +91,48 @@ def run_job(job: Job, context: RunContext) -> JobResult:
             result.error["runId"] = failure.run_id
         if isinstance(failure, AuthFailed):
             result.extra["stopsBatch"] = True
+    result.extra.setdefault("recovery", None)
     result.finished_at = now()
     result.duration_ms = int((time.monotonic() - started) * 1000)
     return result
+
+
+def _adopt(job: Job, context: RunContext, sent_at: datetime, number: int, result: JobResult,
+           write: Callable[[str | None, Iterable[bytes]], None]) -> bool:
+    """After a drop: adopt the run the attempt started, if exactly one can be found. True when its output is written."""
+    found = recovery.find_runs(context.client, context.base_url, job, sent_at, context.claims)
+    note = recovery.describe(found)
+    looks = result.extra.setdefault("recovery", {"adopted": False, "runId": None, "looks": []})["looks"]
+    looks.append({"attempt": number, "found": found.verdict, "runIds": [r["id"] for r in found.candidates], "note": note})
+    if found.verdict != "one" or not context.claims.claim(found.candidates[0]["id"]):
+        log.warning("%s: attempt %d dropped; %s", job.name, number, note)
+        return False
+    run = found.candidates[0]
+    result.extra["recovery"].update(adopted=True, runId=run["id"])
+    log.warning("%s: attempt %d dropped after the run started; adopting run %s instead of starting another",
+                job.name, number, run["id"])
+    run = recovery.wait_for(context.client, context.base_url, job, run)
+    url, params = recovery.output_url(context.base_url, job, run)
+    try:
+        response = recovery.get_patiently(context.client, url, job, params)
+    except HttpFailure as missing:
+        if missing.http_status != 404:
+            raise
+        write(None, [])  # the run wrote no output record: what run-sync answers with an empty 201
+        return True
+    try:
+        write(response.headers.get("Content-Type"), _body(response))
+    finally:
+        response.close()
+    result.http_status = response.status_code
+    return True
+
+
+def _body(response: Any) -> Iterator[bytes]:
+    try:
+        yield from response.iter_content(CHUNK_BYTES)
+    except OSError as exc:  # requests' errors are OSErrors: the body was cut short
+        raise JobFailure(f"adopted run, but its output download failed: {exc}", error_type="recovery-failed") from None
 
 
 def _target(job: Job, out_dir: str, content_type: str | None) -> str:
