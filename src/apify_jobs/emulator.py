@@ -75,11 +75,6 @@ class Script:
             tasks[task.replace("/", "~", 1)] = [Behaviour.from_dict(step or {}) for step in steps]
         return cls(tasks, Behaviour.from_dict(raw.get("default") or {}))
 
-    @classmethod
-    def from_file(cls, path: str) -> "Script":
-        from apify_jobs.yaml_loader import load_file
-
-        return cls.from_dict(load_file(path).data)
 
     def behaviour(self, task: str, number: int) -> Behaviour:
         steps = self.tasks.get(task)
@@ -401,6 +396,9 @@ class Emulator:
 
     def stop(self) -> None:
         self._server.shutdown()
+        self.close()
+
+    def close(self) -> None:
         self._server.server_close()
 
     def __enter__(self) -> "Emulator":
@@ -409,3 +407,18 @@ class Emulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+
+
+def load_script(path: str | None) -> Script:
+    """The script at ``path`` (none: echo everything); a bad one is a usage error, one line."""
+    from apify_jobs.errors import UsageError
+    from apify_jobs.yaml_loader import YamlError, load_file
+
+    if not path:
+        return Script()
+    try:
+        return Script.from_dict(load_file(path).data)
+    except YamlError as exc:
+        raise UsageError(f"emulator script: {exc}") from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise UsageError(f"emulator script {path}: {exc}") from None

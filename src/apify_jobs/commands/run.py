@@ -125,10 +125,9 @@ def _pool_size(job_files: list[JobFile]) -> int:
 def _api(args: argparse.Namespace) -> Iterator[tuple[str, str | None]]:
     """(base URL, token): the built-in emulator for --emulator (no token), else the real API."""
     if args.emulator:
-        from apify_jobs.emulator import Emulator, Script
+        from apify_jobs.emulator import Emulator, load_script
 
-        script = Script.from_file(args.emulator_script) if args.emulator_script else Script()
-        with Emulator(script) as emulator:
+        with Emulator(load_script(args.emulator_script)) as emulator:
             yield emulator.url, None
         return
     token = os.environ.get("APIFY_TOKEN")

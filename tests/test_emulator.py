@@ -1,0 +1,80 @@
+"""The emulator as a user meets it: `apify-jobs emulator` serving real requests, and its script checks."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from apify_jobs.emulator import Behaviour, Script
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_emulator_command_serves_run_sync_and_stats(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "apify_jobs", "emulator", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert f"listening on http://127.0.0.1:{port}" in process.stdout.readline()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/actor-tasks/me~t/run-sync?memory=256",
+                                         data=b'{"a": 1}', method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 201
+            assert json.loads(response.read()) == {"taskId": "me~t", "input": {"a": 1}, "options": {"memory": "256"}}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/stats", timeout=5) as response:
+            assert json.loads(response.read())["requests"] == 1
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+
+def test_run_with_emulator_needs_no_token(tmp_path: Path) -> None:
+    from tests.conftest import REPO, run_process
+
+    result = run_process("run", str(REPO / "jobs"), "--emulator", "--out-dir", str(tmp_path / "out"),
+                         env={"APIFY_TOKEN": ""})
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["totals"]["succeeded"] == report["totals"]["jobs"] >= 7
+
+
+def test_unknown_behaviour_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown behaviour keys"):
+        Behaviour.from_dict({"latnecy": 1})
+    with pytest.raises(ValueError, match="respond must be one of"):
+        Behaviour.from_dict({"respond": "explode"})
+
+
+def test_script_steps_repeat_the_last() -> None:
+    script = Script.from_dict({"tasks": {"me/t": [{"drop": "before-response"}, {"latency": 0.5}]}})
+    assert script.behaviour("me~t", 1).drop == "before-response"
+    assert script.behaviour("me~t", 2).latency == 0.5 and script.behaviour("me~t", 9).latency == 0.5
+    assert script.behaviour("other~t", 1) == Behaviour()
+
+
+def test_bad_script_is_one_line(cli, tmp_path: Path) -> None:
+    script = tmp_path / "s.yaml"
+    script.write_text("tasks:\n  me~t: {respond: nope}\n")
+    code, _, err = cli("emulator", "--script", script)
+    assert code == 2 and err.startswith(f"apify-jobs: emulator script {script}: respond must be one of")
+
+
+def test_oversized_body_gets_413_like_the_api() -> None:
+    from apify_jobs.emulator import Emulator
+
+    with Emulator() as server:
+        request = urllib.request.Request(server.url + "/v2/actor-tasks/me~t/run-sync", data=b"{" + b" " * (9 * 1024 * 1024) + b"}",
+                                         method="POST")
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)
+        assert caught.value.code == 413
