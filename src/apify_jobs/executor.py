@@ -1,11 +1,13 @@
 """Scheduling: which job starts when, under the caps, `needs`, fail-fast and Ctrl-C.
 
-The main thread decides; each running job has a daemon thread of its own, so a job that is waiting
-never holds a slot, and Ctrl-C can abandon the running requests at once instead of waiting for them.
+The main thread decides and hands each job that may start to a pool of daemon worker threads, as many
+as jobs may run at once: a job that is waiting never holds a slot, and Ctrl-C can abandon the running
+requests at once instead of waiting for them (daemon threads do not hold the process open).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -50,7 +52,17 @@ class Executor:
         self._running = 0
         self._stopped_files: set[int] = set()
         self._stop_all: str | None = None
+        self._work_queue: queue.SimpleQueue[Planned] = queue.SimpleQueue()
+        self._pending: list[Planned] = []
         self.interrupted = False
+
+    def _workers(self) -> int:
+        """Enough threads for the most jobs that can ever run at once (starting one per job is slower)."""
+        per_file = [0] * len(self.plan.file_caps)
+        for entry in self.plan.entries:
+            per_file[entry.file_index] += entry.result is None
+        most = sum(min(count, cap) for count, cap in zip(per_file, self.plan.file_caps))
+        return max(1, min(most, self.plan.global_cap or most))
 
     def interrupt(self) -> None:
         """Ctrl-C: start nothing more, abandon what runs, remove partial downloads."""
@@ -61,10 +73,13 @@ class Executor:
 
     def run(self) -> list[JobResult]:
         by_name = {entry.job.name: entry for entry in self.plan.entries}
+        for number in range(self._workers()):
+            threading.Thread(target=self._work, name=f"worker-{number}", daemon=True).start()
+        self._pending = [entry for entry in self.plan.entries if entry.result is None]
         with self._changed:
             while not self.interrupted:
                 self._start_ready(by_name)
-                if all(entry.result is not None for entry in self.plan.entries):
+                if not self._pending and self._running == 0:
                     break
                 self._changed.wait(0.25)
                 self.progress.tick()
@@ -72,36 +87,38 @@ class Executor:
             self._abandon()
         return [entry.result for entry in self.plan.entries if entry.result is not None]
 
-    # Called with self._changed held.
+    # Called with self._changed held; each call looks only at the jobs not yet started or decided.
     def _start_ready(self, by_name: dict[str, Planned]) -> None:
-        for entry in self.plan.entries:
-            if entry.result is not None or entry.started:
-                continue
+        waiting: list[Planned] = []
+        for entry in self._pending:
             job = entry.job
             if self._stop_all or entry.file_index in self._stopped_files:
                 reason = self._stop_all or "an earlier job of this file failed and failFast is on"
                 entry.result = self._decided(job, "cancelled", reason)
                 continue
             needs = [by_name[n] for n in job.needs if n in by_name]
-            blocked = [n for n in needs if n.result is not None and n.result.status != "succeeded"]
-            if blocked:
-                entry.result = self._decided(job, "skipped", f"needs {blocked[0].job.name}, which {blocked[0].result.status}")
+            blocked = next((n for n in needs if n.result is not None and n.result.status != "succeeded"), None)
+            if blocked is not None:
+                entry.result = self._decided(job, "skipped", f"needs {blocked.job.name}, which {blocked.result.status}")
                 self.progress.finish(entry.result)
                 continue
-            if any(n.result is None for n in needs):
+            full = (self._running_per_file[entry.file_index] >= self.plan.file_caps[entry.file_index]
+                    or (self.plan.global_cap is not None and self._running >= self.plan.global_cap))
+            if full or any(n.result is None for n in needs):
+                waiting.append(entry)
                 continue
-            cap = self.plan.file_caps[entry.file_index]
-            if self._running_per_file[entry.file_index] >= cap:
-                continue
-            if self.plan.global_cap is not None and self._running >= self.plan.global_cap:
-                return
             entry.started = True
             self._running += 1
             self._running_per_file[entry.file_index] += 1
             self.progress.start(job.name)
-            threading.Thread(target=self._work, args=(entry,), name=f"job-{job.name}", daemon=True).start()
+            self._work_queue.put(entry)
+        self._pending = waiting
 
-    def _work(self, entry: Planned) -> None:
+    def _work(self) -> None:
+        while True:
+            self._finish(self._work_queue.get())
+
+    def _finish(self, entry: Planned) -> None:
         try:
             result = self._run(entry.job, self.context)
         except Exception as exc:  # a bug must not hang the batch: report it as this job's failure

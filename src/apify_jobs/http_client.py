@@ -5,7 +5,6 @@ Retrying is not done here (see retry.py); this module only sends once and says w
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -21,7 +20,7 @@ from apify_jobs.failures import ERROR_BODY_LIMIT, ConnectionDropped, classify
 from apify_jobs.model import HttpTimeouts
 from apify_jobs.request import RunRequest
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 4 << 20
 USER_AGENT = f"apify-jobs/{__version__}"
 
 
@@ -31,6 +30,7 @@ class Answer:
 
     status: int
     content_type: str | None
+    length: int | None
     chunks: Iterator[bytes]
 
 
@@ -47,6 +47,8 @@ def check_base_url(base_url: str) -> None:
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
+    import ipaddress  # only for a plain-http base URL
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -80,7 +82,8 @@ class ApiClient:
         response = self._call(lambda: self._session.post(request.url, data=request.body, headers=self._headers,
                                                          timeout=(timeouts.connect, timeouts.read), stream=True))
         self._checked(response, ok=(200, 201))
-        return Answer(response.status_code, response.headers.get("Content-Type"), _chunks(response)), response.close
+        return Answer(response.status_code, response.headers.get("Content-Type"), content_length(response),
+                      _chunks(response)), response.close
 
     @staticmethod
     def _call(send: Callable[[], requests.Response]) -> requests.Response:
@@ -109,6 +112,14 @@ class ApiClient:
         finally:
             response.close()
         raise classify(response.status_code, body, response.headers)
+
+
+def content_length(response: requests.Response) -> int | None:
+    try:
+        length = int(response.headers.get("Content-Length", ""))
+    except ValueError:
+        return None
+    return length if length >= 0 and "Content-Encoding" not in response.headers else None
 
 
 def _chunks(response: requests.Response) -> Iterator[bytes]:

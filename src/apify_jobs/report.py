@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from xml.etree import ElementTree
 
 from apify_jobs import __version__
 from apify_jobs.model import JobFile
@@ -89,6 +88,8 @@ def load_previous(path: str) -> dict[str, dict[str, Any]]:
 
 
 def write_junit(path: str, results: list[JobResult]) -> None:
+    from xml.etree import ElementTree  # only with --junit
+
     suite = ElementTree.Element("testsuite", {
         "name": "apify-jobs", "tests": str(len(results)),
         "failures": str(sum(r.status == "failed" for r in results)),

@@ -50,10 +50,10 @@ def run_job(job: Job, context: RunContext) -> JobResult:
     result.started_at = now()
     started = time.monotonic()
 
-    def write(content_type: str | None, chunks: Iterable[bytes]) -> None:
+    def write(content_type: str | None, chunks: Iterable[bytes], length: int | None = None) -> None:
         shown = _target(job, context.out_dir, content_type)
         target = safe_target(context.out_dir, os.path.relpath(shown, context.out_dir))
-        result.output = replace(write_whole(target, chunks, content_type, context.guard), path=shown)
+        result.output = replace(write_whole(target, chunks, content_type, context.guard, length), path=shown)
         result.empty_output = result.output.bytes == 0
 
     def attempt(number: int) -> None:
@@ -63,7 +63,7 @@ def run_job(job: Job, context: RunContext) -> JobResult:
             answer, close = context.client.send(request, job.http)
             try:
                 result.http_status = answer.status
-                write(answer.content_type, answer.chunks)
+                write(answer.content_type, answer.chunks, answer.length)
             finally:
                 close()
         except ConnectionDropped as drop:
