@@ -66,3 +66,12 @@ def emulator(monkeypatch):
     yield _start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _forget_registered_secrets():
+    """The redactor is process-wide (one CLI run per process); tests run many in one process."""
+    from apify_jobs import redaction
+
+    yield
+    redaction._secrets.clear()

@@ -10,6 +10,7 @@ import sys
 from typing import Any, Iterable
 
 from apify_jobs.errors import Problem, UsageError
+from apify_jobs.redaction import redact
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -36,11 +37,16 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def configure_logging(verbose: bool) -> None:
     """Retry warnings always; each request with -v. Our own handler, so a host's logging set-up can't hide them."""
     log = logging.getLogger("apify_jobs")
     log.handlers[:] = [_StderrHandler()]
-    log.handlers[0].setFormatter(logging.Formatter("apify-jobs: %(levelname)s: %(message)s"))
+    log.handlers[0].setFormatter(_RedactingFormatter("apify-jobs: %(levelname)s: %(message)s"))
     log.setLevel(logging.INFO if verbose else logging.WARNING)
     log.propagate = False
 

@@ -6,8 +6,10 @@ sockets. It is not the platform: it runs no Actor, it only answers the way the A
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+import random
 import secrets
 import socket
 import threading
@@ -42,18 +44,23 @@ class Behaviour:
     body_bytes: int | None = None
     content_type: str | None = None
     run_status: str = "SUCCEEDED"
+    message: str | None = None
+    trickle: float | None = None
+    fault_rate: float = 0.0
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "Behaviour":
         known = {"latency", "respond", "status", "errorType", "retryAfter", "html", "drop", "bodyBytes",
-                 "contentType", "runStatus"}
+                 "contentType", "runStatus", "message", "trickle", "faultRate"}
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown behaviour keys {sorted(unknown)}; known: {sorted(known)}")
         behaviour = cls(latency=float(raw.get("latency", 0)), respond=raw.get("respond", "ok"),
                         status=raw.get("status"), error_type=raw.get("errorType"), retry_after=raw.get("retryAfter"),
                         html=bool(raw.get("html", False)), drop=raw.get("drop"), body_bytes=raw.get("bodyBytes"),
-                        content_type=raw.get("contentType"), run_status=raw.get("runStatus", "SUCCEEDED"))
+                        content_type=raw.get("contentType"), run_status=raw.get("runStatus", "SUCCEEDED"),
+                        message=raw.get("message"), trickle=raw.get("trickle"),
+                        fault_rate=float(raw.get("faultRate", 0)))
         if behaviour.respond not in RESPONSES or behaviour.drop not in DROPS:
             raise ValueError(f"respond must be one of {sorted(RESPONSES)}, drop one of {sorted(d for d in DROPS if d)}")
         return behaviour
@@ -65,6 +72,7 @@ class Script:
 
     tasks: dict[str, list[Behaviour]] = field(default_factory=dict)
     default: Behaviour = field(default_factory=Behaviour)
+    seed: int = 0  # of the random faults (`faultRate`), so that a failing run can be replayed
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> "Script":
@@ -73,7 +81,7 @@ class Script:
         for task, spec in (raw.get("tasks") or {}).items():
             steps = spec if isinstance(spec, list) else [spec]
             tasks[task.replace("/", "~", 1)] = [Behaviour.from_dict(step or {}) for step in steps]
-        return cls(tasks, Behaviour.from_dict(raw.get("default") or {}))
+        return cls(tasks, Behaviour.from_dict(raw.get("default") or {}), int(raw.get("seed", 0)))
 
 
     def behaviour(self, task: str, number: int) -> Behaviour:
@@ -94,6 +102,7 @@ class Run:
     output: bytes
     content_type: str
     items: list[Any]
+    body_bytes: int | None = None  # a large generated output (`bodyBytes`), made on the fly, never held
     finished: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -121,6 +130,14 @@ class State:
         self.in_flight = 0
         self.max_in_flight = 0
         self.runs: list[Run] = []
+        self.random = random.Random(script.seed)
+
+    def fault(self, behaviour: Behaviour) -> str | None:
+        """A random drop for this request, if the behaviour asks for them."""
+        with self.lock:
+            if behaviour.fault_rate <= 0 or self.random.random() >= behaviour.fault_rate:
+                return None
+            return self.random.choice(("before-response", "mid-body"))
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -197,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(404, "record-not-found", "Key-value store was not found")
             elif segments[4] == "INPUT":
                 self._send(200, json.dumps(run.input).encode())
+            elif segments[4] == run.options.get("outputRecordKey", "OUTPUT") and run.body_bytes is not None:
+                self._stream_large(run.body_bytes, run.content_type)
             elif segments[4] == run.options.get("outputRecordKey", "OUTPUT"):
                 self._send(200, run.output, run.content_type)
             else:
@@ -244,8 +263,12 @@ class _Handler(BaseHTTPRequestHandler):
                                    "body": body, "headers": dict(self.headers.items()), "number": number})
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        behaviour = state.script.behaviour(task, number)
+        fault = state.fault(behaviour)
+        if fault:
+            behaviour = dataclasses.replace(behaviour, drop=fault)
         try:
-            self._answer(state.script.behaviour(task, number), task, endpoint, options, body)
+            self._answer(behaviour, task, endpoint, options, body)
         finally:
             with state.lock:
                 state.in_flight -= 1
@@ -264,8 +287,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         refusal = {
-            "rate-limit": (429, "rate-limit-exceeded", "You have exceeded the rate limit. Please try again later."),
-            "capacity": (402, behaviour.error_type or "concurrent-runs-limit-exceeded",
+            "rate-limit": (429, "rate-limit-exceeded",
+                           behaviour.message or "You have exceeded the rate limit. Please try again later."),
+            "capacity": (402, behaviour.error_type or "concurrent-runs-limit-exceeded", behaviour.message or
                          "By launching this job you will exceed the concurrent runs limit of your subscription."),
         }.get(behaviour.respond)
         if refusal:  # no run is started
@@ -279,7 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
             if behaviour.html:
                 self._send(status, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
             else:
-                self._error(status, behaviour.error_type or "internal-server-error", f"Emulated answer {status}")
+                self._error(status, behaviour.error_type or "internal-server-error",
+                            behaviour.message or f"Emulated answer {status}")
             return
         run = self._start_run(behaviour, task, endpoint, options, run_input)
         if behaviour.drop == "after-start":  # the run goes on; the caller never hears of it
@@ -296,7 +321,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(408, "run-timeout-exceeded", "Actor run exceeded the timeout of 300 seconds for this API endpoint")
             return
         if behaviour.body_bytes is not None:
-            self._stream_large(behaviour)
+            cut = behaviour.body_bytes // 2 if behaviour.drop == "mid-body" else None
+            self._stream_large(behaviour.body_bytes, run.content_type, cut)
+            return
+        if behaviour.trickle:
+            self._trickle(run.output, run.content_type, behaviour.trickle)
             return
         if endpoint == "run-sync":
             payload, content_type = run.output, run.content_type
@@ -313,7 +342,9 @@ class _Handler(BaseHTTPRequestHandler):
         output = json.dumps(echo, ensure_ascii=False).encode("utf-8")
         run = Run(id=secrets.token_hex(9)[:17], task=task, input=run_input, options=options,
                   started_at=datetime.now(timezone.utc), status="RUNNING", output=output,
-                  content_type=behaviour.content_type or "application/json; charset=utf-8", items=[echo])
+                  content_type=behaviour.content_type or ("application/json; charset=utf-8" if behaviour.body_bytes is None
+                                                          else "application/octet-stream"),
+                  items=[echo], body_bytes=behaviour.body_bytes)
         with self.server.state.lock:
             self.server.state.runs.append(run)
         return run
@@ -332,22 +363,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(padded[: len(padded) // 2])
         self._drop()
 
-    def _stream_large(self, behaviour: Behaviour) -> None:
-        total = int(behaviour.body_bytes or 0)
+    def _trickle(self, payload: bytes, content_type: str, bytes_per_second: float) -> None:
+        """A server that keeps the connection alive with a byte now and then, and never finishes in time."""
         self.send_response(201)
-        self.send_header("Content-Type", behaviour.content_type or "application/octet-stream")
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        try:
+            for index in range(len(payload)):
+                self.wfile.write(payload[index:index + 1])
+                self.wfile.flush()
+                time.sleep(1 / bytes_per_second)
+        except OSError:
+            pass  # the client gave up, as it should
+
+    def _stream_large(self, total: int, content_type: str, cut: int | None = None) -> None:
+        """``total`` generated bytes, streamed in blocks; with ``cut``, the connection drops after that many."""
+        self.send_response(201 if self.command == "POST" else 200)
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(total))
         self.end_headers()
         block = b"x" * (1 << 20)
-        sent = 0
-        cut = total // 2 if behaviour.drop == "mid-body" else total
-        while sent < cut:
-            piece = block[: min(len(block), cut - sent)]
+        sent, stop = 0, total if cut is None else cut
+        while sent < stop:
+            piece = block[: min(len(block), stop - sent)]
             self.wfile.write(piece)
             sent += len(piece)
-        if cut < total:
+        if sent < total:
             self._drop()
-
 
 def _items(items: list[Any], format_: str) -> tuple[bytes, str]:
     content_type = _CONTENT_TYPES.get(format_, _CONTENT_TYPES["json"])

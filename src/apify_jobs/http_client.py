@@ -6,21 +6,25 @@ Retrying is not done here (see retry.py); this module only sends once and says w
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import requests
+import requests.auth
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
-from apify_jobs import __version__
+from apify_jobs import __version__, redaction
 from apify_jobs.errors import UsageError
 from apify_jobs.failures import ERROR_BODY_LIMIT, ConnectionDropped, classify
 from apify_jobs.model import HttpTimeouts
 from apify_jobs.request import RunRequest
 
 CHUNK_BYTES = 4 << 20
+TRICKLE_FLOOR = 1024
 USER_AGENT = f"apify-jobs/{__version__}"
 
 
@@ -55,6 +59,24 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class _BearerAuth(requests.auth.AuthBase):
+    """The token goes into the Authorization header and nowhere else. Setting it as the session's auth also
+    keeps requests from replacing it with ~/.netrc credentials, while proxy and CA-bundle settings from the
+    environment (HTTPS_PROXY, REQUESTS_CA_BUNDLE) still apply. TLS verification stays on."""
+
+    def __init__(self, token: str | None):
+        self._token = token
+        redaction.register(token)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self._token:
+            request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "<BearerAuth [redacted]>"
+
+
 class ApiClient:
     """Sends run requests; one instance (one connection pool sized to the concurrency) per run."""
 
@@ -63,10 +85,8 @@ class ApiClient:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
-        self._session.trust_env = False  # no ~/.netrc credentials or proxy settings leaking into requests
+        self._session.auth = _BearerAuth(token)
         self._headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self._session.close()
@@ -83,7 +103,7 @@ class ApiClient:
                                                          timeout=(timeouts.connect, timeouts.read), stream=True))
         self._checked(response, ok=(200, 201))
         return Answer(response.status_code, response.headers.get("Content-Type"), content_length(response),
-                      _chunks(response)), response.close
+                      _chunks(response, timeouts.read)), response.close
 
     @staticmethod
     def _call(send: Callable[[], requests.Response]) -> requests.Response:
@@ -122,10 +142,24 @@ def content_length(response: requests.Response) -> int | None:
     return length if length >= 0 and "Content-Encoding" not in response.headers else None
 
 
-def _chunks(response: requests.Response) -> Iterator[bytes]:
+def _chunks(response: requests.Response, window: float = 330.0) -> Iterator[bytes]:
+    """The body as it arrives. Silence longer than the read timeout ends it (the socket's timeout), and so
+    does a trickle: fewer than TRICKLE_FLOOR bytes in any read-timeout window (read1 returns whatever has
+    arrived, so a slow server cannot hold one read open for ever)."""
+    window_started, window_bytes = time.monotonic(), 0
     try:
-        yield from response.iter_content(CHUNK_BYTES)
-    except (requests.RequestException, OSError) as exc:
+        while True:
+            data = response.raw.read1(CHUNK_BYTES)
+            if not data:
+                return
+            yield data
+            window_bytes += len(data)
+            if time.monotonic() - window_started >= window:
+                if window_bytes < TRICKLE_FLOOR:
+                    raise ConnectionDropped(f"the answer trickled in: {window_bytes} bytes in {window:g} s; "
+                                            "giving up on it", request_sent=True)
+                window_started, window_bytes = time.monotonic(), 0
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise ConnectionDropped(f"connection dropped in the middle of the answer: {_short(exc)}",
                                 request_sent=True) from None
     finally:

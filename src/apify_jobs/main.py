@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from apify_jobs.commands import emulator as command  # type: ignore[no-redef]
         return command.main(args)
     except ApifyJobsError as exc:
-        print(f"apify-jobs: {exc}", file=sys.stderr)
+        from apify_jobs.redaction import redact
+
+        print(redact(f"apify-jobs: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("apify-jobs: interrupted", file=sys.stderr)

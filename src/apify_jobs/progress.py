@@ -8,6 +8,7 @@ import threading
 import time
 from typing import TextIO
 
+from apify_jobs.redaction import redact
 from apify_jobs.report import JobResult
 
 
@@ -26,7 +27,7 @@ class Progress:
     def _line(self, text: str) -> None:
         if self.live:
             self.stream.write("\r\x1b[K")
-        self.stream.write(text + "\n")
+        self.stream.write(redact(text) + "\n")
         self.stream.flush()
 
     def start(self, name: str) -> None:
@@ -61,7 +62,7 @@ class Progress:
         names = ", ".join(self.running)
         width = shutil.get_terminal_size((100, 20)).columns - 1
         text = f"{head}: {names}" if names else head
-        self.stream.write("\r\x1b[K" + text[:width])
+        self.stream.write("\r\x1b[K" + redact(text)[:width])
         self.stream.flush()
 
     def close(self) -> None:
@@ -89,4 +90,4 @@ def summary(results: list[JobResult]) -> str:
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows]
     totals = {s: sum(r.status == s for r in results) for s in ("succeeded", "failed", "skipped", "cancelled")}
     lines.append(", ".join(f"{count} {status}" for status, count in totals.items() if count) or "no jobs")
-    return "\n".join(line.rstrip() for line in lines)
+    return redact("\n".join(line.rstrip() for line in lines))

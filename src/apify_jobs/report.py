@@ -11,6 +11,7 @@ from typing import Any
 from apify_jobs import __version__
 from apify_jobs.model import JobFile
 from apify_jobs.output import WrittenOutput, write_bytes
+from apify_jobs.redaction import redact
 
 STATUSES = ("succeeded", "failed", "skipped", "cancelled")
 
@@ -74,7 +75,8 @@ def build(results: list[JobResult], job_files: list[JobFile], interrupted: bool)
 
 
 def write_json(path: str, report: dict[str, Any]) -> None:
-    write_bytes(os.path.abspath(path), json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8") + b"\n")
+    text = redact(json.dumps(report, indent=2, ensure_ascii=False))
+    write_bytes(os.path.abspath(path), text.encode("utf-8") + b"\n")
 
 
 def load_previous(path: str) -> dict[str, dict[str, Any]]:
@@ -111,4 +113,5 @@ def write_junit(path: str, results: list[JobResult]) -> None:
     root = ElementTree.Element("testsuites")
     root.append(suite)
     ElementTree.indent(root)
-    write_bytes(os.path.abspath(path), ElementTree.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
+    text = ElementTree.tostring(root, encoding="unicode", xml_declaration=True)
+    write_bytes(os.path.abspath(path), redact(text).encode("utf-8") + b"\n")
