@@ -161,5 +161,6 @@ def test_disk_errors_are_one_clear_failure(cli, emulator, tmp_path: Path) -> Non
     path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, output: blocked/a.json}\n")
     code, _, stderr = cli("run", path, "--out-dir", out)
     entry = jobs_by_name(read_report(out))["a"]
-    assert code == 1 and entry["error"]["type"] == "output-failed" and "Traceback" not in stderr
+    assert code == 1, (entry, stderr)
+    assert entry["error"]["type"] == "output-failed" and "Traceback" not in stderr, (entry, stderr)
     assert os.path.isfile(out / "blocked")

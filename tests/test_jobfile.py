@@ -251,3 +251,17 @@ def test_input_file_through_a_link_out_of_the_folder_is_refused(write, tmp_path:
     path = write("sub/j.yaml", "version: 1\njobs:\n  - {name: a, task: me~t, inputFile: link.json}\n")
     (path.parent / "link.json").symlink_to(outside)
     assert "resolves (through a link) outside" in problems(path)[0]
+
+
+def test_two_jobs_cannot_write_one_output(write) -> None:
+    path = write("j.yaml", """
+        version: 1
+        jobs:
+          - {name: a, task: me~t, output: same.json}
+          - {name: b, task: me~t, output: ./same.json}
+          - {name: c, task: me~t, dataset: {format: csv}}
+          - {name: d, task: me~t, output: c.csv}
+        """)
+    found = problems(path)
+    assert found == [f"{path}:4:5: job 'b' writes the same output 'same.json' as job 'a' ({path}:3)",
+                     f"{path}:6:5: job 'd' writes the same output 'c.csv' as job 'c' ({path}:5)"]

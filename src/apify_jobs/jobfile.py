@@ -78,6 +78,7 @@ def load(
         if broken is not None:  # resolve what the schema let through, so every problem shows at once
             job_files.append(_resolve_file(doc, context, problems, broken))
     problems.extend(_duplicate_names(job_files))
+    problems.extend(_duplicate_outputs(job_files))
     problems = list(dict.fromkeys(problems))  # a problem in `defaults` is found once per job
     if any(not p.warning for p in problems):
         raise JobFileError(problems)
@@ -289,6 +290,24 @@ def _duplicate_names(job_files: list[JobFile]) -> list[Problem]:
             if first is not job:
                 problems.append(Problem(job.file, *job.position,
                                         f"duplicate job name '{job.name}' (first at {first.file}:{first.position[0]})"))
+    return problems
+
+
+def _duplicate_outputs(job_files: list[JobFile]) -> list[Problem]:
+    """Two jobs writing one file would overwrite each other's output without a word."""
+    from apify_jobs.request import UNKNOWN_EXTENSION, planned_output
+
+    seen: dict[str, Job] = {}
+    problems = []
+    for job_file in job_files:
+        for job in job_file.jobs:
+            path = os.path.normpath(planned_output(job, ""))
+            if path.endswith(UNKNOWN_EXTENSION):
+                continue  # the extension comes from the answer; names are unique, so such paths are too
+            first = seen.setdefault(path, job)
+            if first is not job:
+                problems.append(Problem(job.file, *job.position, f"job '{job.name}' writes the same output '{path}' "
+                                        f"as job '{first.name}' ({first.file}:{first.position[0]})"))
     return problems
 
 

@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from apify_jobs import __version__
-from apify_jobs.errors import ApifyJobsError
+from apify_jobs.errors import ApifyJobsError, JobFileError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,6 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from apify_jobs.commands import emulator as command  # type: ignore[no-redef]
         return command.main(args)
+    except JobFileError as exc:
+        from apify_jobs.cli_output import print_problems
+
+        print_problems(exc.problems)  # one `file:line:column: message` line each (and GitHub annotations)
+        return exc.exit_code
     except ApifyJobsError as exc:
         from apify_jobs.redaction import redact
 
