@@ -103,7 +103,7 @@ class ApiClient:
                                                          timeout=(timeouts.connect, timeouts.read), stream=True))
         self._checked(response, ok=(200, 201))
         return Answer(response.status_code, response.headers.get("Content-Type"), content_length(response),
-                      _chunks(response, timeouts.read)), response.close
+                      body_chunks(response, timeouts.read)), response.close
 
     @staticmethod
     def _call(send: Callable[[], requests.Response]) -> requests.Response:
@@ -142,7 +142,7 @@ def content_length(response: requests.Response) -> int | None:
     return length if length >= 0 and "Content-Encoding" not in response.headers else None
 
 
-def _chunks(response: requests.Response, window: float = 330.0) -> Iterator[bytes]:
+def body_chunks(response: requests.Response, window: float = 330.0) -> Iterator[bytes]:
     """The body as it arrives. Silence longer than the read timeout ends it (the socket's timeout), and so
     does a trickle: fewer than TRICKLE_FLOOR bytes in any read-timeout window (read1 returns whatever has
     arrived, so a slow server cannot hold one read open for ever)."""
@@ -168,7 +168,7 @@ def _chunks(response: requests.Response, window: float = 330.0) -> Iterator[byte
 
 def _limited(response: requests.Response, limit: int) -> Iterator[bytes]:
     taken = 0
-    for chunk in _chunks(response):
+    for chunk in body_chunks(response):
         yield chunk[: limit - taken]
         taken += len(chunk)
         if taken >= limit:

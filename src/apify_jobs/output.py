@@ -26,6 +26,7 @@ _EXTENSIONS = {
     "application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jpg",
 }
 TEMP_SUFFIX = ".part"
+RESERVE_FROM = 1 << 20  # below this, reserving space costs more than it can save
 
 
 def extension_for(content_type: str | None) -> str:
@@ -47,7 +48,16 @@ class Guard:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._temporary: set[str] = set()
+        self._renamed_in: set[str] = set()
         self.cancelled = False
+
+    def sync(self) -> None:
+        """Make the renames durable: each output folder is fsynced once, before the report is written (not
+        once per file: with 50 jobs at once that queued them all on the file system's journal)."""
+        with self._lock:
+            folders, self._renamed_in = self._renamed_in, set()
+        for folder in folders:
+            _fsync_folder(folder)
 
     def track(self, path: str) -> None:
         with self._lock:
@@ -71,6 +81,7 @@ class Guard:
             raise
         with self._lock:
             self._temporary.discard(temporary)
+            self._renamed_in.add(os.path.dirname(target))
 
     def forget(self, path: str) -> None:
         with self._lock:
@@ -122,7 +133,7 @@ def write_whole(target: str, chunks: Iterable[bytes], content_type: str | None, 
     size = 0
     try:
         guard.track(temporary)
-        if expected_size:
+        if expected_size and expected_size >= RESERVE_FROM:
             _reserve(handle, expected_size)
         with os.fdopen(handle, "wb") as stream:
             for chunk in chunks:
@@ -140,7 +151,6 @@ def write_whole(target: str, chunks: Iterable[bytes], content_type: str | None, 
         raise
     finally:
         sha256 = digest.hexdigest()
-    _fsync_folder(folder)
     return WrittenOutput(target, size, sha256, content_type)
 
 
@@ -191,7 +201,9 @@ def _reserve(handle: int, size: int) -> None:
 
 def write_bytes(target: str, data: bytes) -> None:
     """A small file (the report) written the same whole-or-nothing way, also after a cancel."""
-    write_whole(target, [data], None, Guard())
+    guard = Guard()
+    write_whole(target, [data], None, guard)
+    guard.sync()
 
 
 def _fsync_folder(folder: str) -> None:

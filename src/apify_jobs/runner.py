@@ -8,11 +8,11 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from apify_jobs import recovery
 from apify_jobs.failures import AuthFailed, Cancelled, ConnectionDropped, HttpFailure, JobFailure
-from apify_jobs.http_client import CHUNK_BYTES, ApiClient
+from apify_jobs.http_client import ApiClient, body_chunks, content_length
 from apify_jobs.model import Job
 from apify_jobs.output import Guard, extension_for, safe_target, write_whole
 from apify_jobs.report import JobResult, now
@@ -98,7 +98,7 @@ def run_job(job: Job, context: RunContext) -> JobResult:
 
 
 def _adopt(job: Job, context: RunContext, sent_at: datetime, number: int, result: JobResult,
-           write: Callable[[str | None, Iterable[bytes]], None]) -> bool:
+           write: Callable[[str | None, Iterable[bytes], int | None], None]) -> bool:
     """After a drop: adopt the run the attempt started, if exactly one can be found. True when its output is written."""
     found = recovery.find_runs(context.client, context.base_url, job, sent_at, context.claims)
     note = recovery.describe(found)
@@ -118,21 +118,15 @@ def _adopt(job: Job, context: RunContext, sent_at: datetime, number: int, result
     except HttpFailure as missing:
         if missing.http_status != 404:
             raise
-        write(None, [])  # the run wrote no output record: what run-sync answers with an empty 201
+        write(None, [], None)  # the run wrote no output record: what run-sync answers with an empty 201
         return True
     try:
-        write(response.headers.get("Content-Type"), _body(response))
-    finally:
-        response.close()
+        write(response.headers.get("Content-Type"), body_chunks(response, job.http.read), content_length(response))
+    except ConnectionDropped as drop:  # never a reason to send the run again: the run is adopted
+        raise JobFailure(f"adopted run {run['id']}, but its output download failed: {drop}",
+                         error_type="recovery-failed", run_id=run["id"]) from None
     result.http_status = response.status_code
     return True
-
-
-def _body(response: Any) -> Iterator[bytes]:
-    try:
-        yield from response.iter_content(CHUNK_BYTES)
-    except OSError as exc:  # requests' errors are OSErrors: the body was cut short
-        raise JobFailure(f"adopted run, but its output download failed: {exc}", error_type="recovery-failed") from None
 
 
 def _target(job: Job, out_dir: str, content_type: str | None) -> str:

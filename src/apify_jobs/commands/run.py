@@ -51,6 +51,7 @@ def main(args: argparse.Namespace) -> int:
             results = executor.run()
         progress.close()
         context.client.close()
+    context.guard.sync()  # outputs are durable before a report says they exist
     full = report.build(results, job_files, executor.interrupted)
     report.write_json(report_path, full)
     if args.junit:
