@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import subprocess
 import sys
 import urllib.request
@@ -78,3 +79,16 @@ def test_oversized_body_gets_413_like_the_api() -> None:
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request, timeout=10)
         assert caught.value.code == 413
+
+
+def test_a_client_that_goes_away_is_not_a_traceback(capsys) -> None:
+    from apify_jobs.emulator import Emulator
+
+    with Emulator(Script.from_dict({"default": {"bodyBytes": 50_000_000}})) as server:
+        with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as connection:
+            connection.sendall(b"POST /v2/actor-tasks/me~t/run-sync HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+            connection.recv(1000)
+        deadline = time.monotonic() + 5
+        while server.state.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert "Traceback" not in capsys.readouterr().err

@@ -12,6 +12,7 @@ import json
 import random
 import secrets
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -419,6 +420,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     state: State
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that goes away mid-answer is normal here (drops are what we emulate): no traceback."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            print(f"apify-jobs emulator: {type(error).__name__}: {error}", file=sys.stderr)
 
 
 class Emulator:
