@@ -112,6 +112,25 @@ def test_shards_cover_every_job_exactly_once(cli, emulator, tmp_path: Path) -> N
     assert all(0 < sum(in_shard(f"job{i}", (s, 3)) for i in range(30)) for s in range(1, 4))
 
 
+def test_a_job_and_its_needs_share_a_shard(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    chains = "".join(f"  - {{name: c{i}-a, task: me~t, input: {{name: c{i}-a}}}}\n"
+                     f"  - {{name: c{i}-b, task: me~t, input: {{name: c{i}-b}}, needs: [c{i}-a]}}\n" for i in range(12))
+    path = job_file(tmp_path, "concurrency: 4\njobs:\n" + chains)
+    seen = []
+    for shard in (1, 2):
+        server.state.requests.clear()
+        code, _, err = cli("run", path, "--shard", f"{shard}/2", "--out-dir", tmp_path / f"o{shard}")
+        sent = names_in_order(server)
+        assert code == 0 and "not waited for" not in err
+        for name in sent:
+            partner = name[:-1] + ("b" if name.endswith("a") else "a")
+            assert partner in sent  # never split from its chain
+        assert all(sent.index(f"{n[:-2]}-a") < sent.index(f"{n[:-2]}-b") for n in sent if n.endswith("-b"))
+        seen += sent
+    assert sorted(seen) == sorted(f"c{i}-{x}" for i in range(12) for x in "ab")
+
+
 def test_resume_reruns_only_what_is_not_done(cli, emulator, tmp_path: Path) -> None:
     server = emulator({"tasks": {"me~flaky": [{"respond": "run-failed"}, {}]}})
     path = job_file(tmp_path, """

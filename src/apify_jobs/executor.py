@@ -124,11 +124,12 @@ class Executor:
         except Exception as exc:  # a bug must not hang the batch: report it as this job's failure
             result = self._decided(entry.job, "failed", f"internal error: {type(exc).__name__}: {exc}")
         with self._changed:
+            self._running -= 1
+            self._running_per_file[entry.file_index] -= 1
+            self._changed.notify_all()
             if self.interrupted and result.status != "succeeded":
                 return  # _abandon() records it as cancelled
             entry.result = result
-            self._running -= 1
-            self._running_per_file[entry.file_index] -= 1
             if result.status == "failed":
                 if result.extra.get("stopsBatch"):
                     self._stop_all = (f"not sent: {entry.job.name} was refused with HTTP {result.http_status} "

@@ -81,14 +81,34 @@ def in_shard(name: str, shard: tuple[int, int]) -> bool:
     return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") % count == index - 1
 
 
+def shard_keys(job_files: list[JobFile]) -> dict[str, str]:
+    """Each job's shard key: the first name (sorted) of the jobs linked to it by `needs`, so that a job and
+    its needs always land in the same shard and still run in order."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    for job_file in job_files:
+        for job in job_file.jobs:
+            for need in job.needs:
+                a, b = root(job.name), root(need)
+                parent[max(a, b)] = min(a, b)
+    return {job.name: root(job.name) for job_file in job_files for job in job_file.jobs}
+
+
 def _select(job_files: list[JobFile], only: list[str], shard: tuple[int, int] | None, global_cap: int | None,
             fail_fast: bool) -> Plan:
     entries = []
+    keys = shard_keys(job_files) if shard else {}
     for index, job_file in enumerate(job_files):
         for job in job_file.jobs:
             if only and not any(fnmatch.fnmatchcase(job.name, pattern) for pattern in only):
                 continue
-            if shard and not in_shard(job.name, shard):
+            if shard and not in_shard(keys[job.name], shard):
                 continue
             entries.append(Planned(job, index))
     if only and not entries:
