@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -32,7 +33,13 @@ def test_201_writes_the_output_and_reports_it(cli, emulator, tmp_path: Path) -> 
     written = out / "a.json"
     assert entry["output"]["path"] == str(written) and entry["output"]["bytes"] == written.stat().st_size
     assert written.read_text() == '{"taskId": "me~t", "input": {"q": "cafe"}, "options": {"memory": "256"}}'
-    assert entry["request"] == {"endpoint": "run-sync", "query": {"memory": "256"}, "inputSha256": entry["request"]["inputSha256"]}
+    assert entry["request"] == {"endpoint": "run-sync", "query": {"memory": "256"},
+                                "inputSha256": hashlib.sha256(b'{"q":"cafe"}').hexdigest()}
+    whole = read_report(out)
+    assert whole["files"] == [{"path": str(tmp_path / "jobs.yaml"),
+                               "sha256": hashlib.sha256((tmp_path / "jobs.yaml").read_bytes()).hexdigest()}]
+    assert whole["totals"] == {"jobs": 1, "succeeded": 1, "failed": 0, "skipped": 0, "cancelled": 0}
+    assert whole["tool"]["version"] and entry["startedAt"] <= entry["finishedAt"] and entry["durationMs"] >= 0
 
 
 @pytest.mark.parametrize("drop", ["before-response", "mid-body"])

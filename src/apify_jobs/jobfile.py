@@ -5,7 +5,6 @@ Every problem in every file is collected before anything is raised, so one `vali
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -120,9 +119,7 @@ def deep_merge(base: Any, override: Any) -> Any:
 
 def _resolve_file(doc: Document, context: Context, problems: list[Problem], broken: set[int]) -> JobFile:
     data = doc.data
-    with open(doc.file, "rb") as handle:
-        digest = hashlib.sha256(handle.read()).hexdigest()
-    job_file = JobFile(doc.file, digest, data.get("concurrency", 1), data.get("failFast", False))
+    job_file = JobFile(doc.file, doc.sha256, data.get("concurrency", 1), data.get("failFast", False))
     defaults = data.get("defaults", {})
     expanded: list[tuple[Job, Path, list[str]]] = []
     by_base: dict[str, list[str]] = {}

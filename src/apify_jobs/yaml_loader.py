@@ -8,6 +8,7 @@ position for every node and a bound on what aliases may expand to.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class Document:
     data: Any
     positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    sha256: str = ""  # of the bytes as read, for the report
 
     def key_position(self, path: Path) -> tuple[int, int]:
         """Where the key that ends ``path`` was written (for 'unknown key' problems)."""
@@ -91,7 +93,9 @@ def load_bytes(raw: bytes, file: str) -> Document:
         raise YamlError(Problem(file, line, column, "not UTF-8 text: save the file as UTF-8")) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    return _Builder(file).build(text)
+    document = _Builder(file).build(text)
+    document.sha256 = hashlib.sha256(raw).hexdigest()
+    return document
 
 
 def parse_scalar(text: str) -> Any:
