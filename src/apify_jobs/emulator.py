@@ -441,7 +441,7 @@ class Emulator:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> "Emulator":
         self._thread.start()

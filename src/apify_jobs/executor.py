@@ -97,9 +97,9 @@ class Executor:
                 entry.result = self._decided(job, "cancelled", reason)
                 continue
             needs = [by_name[n] for n in job.needs if n in by_name]
-            blocked = next((n for n in needs if n.result is not None and n.result.status != "succeeded"), None)
+            blocked = next((n.result for n in needs if n.result is not None and n.result.status != "succeeded"), None)
             if blocked is not None:
-                entry.result = self._decided(job, "skipped", f"needs {blocked.job.name}, which {blocked.result.status}")
+                entry.result = self._decided(job, "skipped", f"needs {blocked.name}, which {blocked.status}")
                 self.progress.finish(entry.result)
                 continue
             full = (self._running_per_file[entry.file_index] >= self.plan.file_caps[entry.file_index]
