@@ -97,10 +97,21 @@ def test_plain_http_base_url_is_refused_before_anything_is_sent(cli, tmp_path: P
     assert not (tmp_path / "out").exists()
 
 
-def test_tls_verification_stays_on_and_the_auth_does_not_print_the_token() -> None:
+def test_tls_verification_stays_on_and_the_auth_does_not_print_the_token(monkeypatch) -> None:
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
     client = ApiClient(TOKEN)
     assert client._session.verify is True
     assert TOKEN not in repr(client._session.auth) and TOKEN not in repr(vars(client))
+
+
+def test_proxy_and_ca_bundle_from_the_environment_still_apply(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.invalid:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "corporate-ca.pem"))
+    client = ApiClient(TOKEN, base_url="https://api.apify.com")
+    assert client._session.proxies.get("https") == "http://proxy.example.invalid:3128"
+    assert client._session.verify == str(tmp_path / "corporate-ca.pem")
+    assert ApiClient(TOKEN, base_url="http://127.0.0.1:9")._session.proxies == {}
 
 
 def test_netrc_cannot_replace_the_bearer_token(cli, emulator, tmp_path: Path, monkeypatch) -> None:

@@ -40,8 +40,8 @@ def main(args: argparse.Namespace) -> int:
     with _api(args) as (base_url, token):
         check_base_url(base_url)
         previous = report.load_previous(report_path) if args.resume else {}
-        context = RunContext(ApiClient(token, pool_size=args.concurrency or _pool_size(job_files)),
-                             base_url, args.out_dir, Guard(), threading.Event())
+        client = ApiClient(token, pool_size=args.concurrency or _pool_size(job_files), base_url=base_url)
+        context = RunContext(client, base_url, args.out_dir, Guard(), threading.Event())
         resumed = _resume(plan, previous, context) if args.resume else 0
         progress = Progress(len(plan.entries) - resumed, quiet=args.quiet)
         executor = Executor(plan, context, progress)
