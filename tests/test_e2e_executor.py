@@ -258,3 +258,23 @@ def test_live_status_line_on_a_terminal(tmp_path: Path) -> None:
     assert process.returncode == 0
     assert "\r\x1b[K0/2 done, 0 failed, 2 running" in text and "one, two" in text
     assert "start  one" not in text  # a terminal gets the live line, not one line per event
+
+
+def test_a_waiting_job_holds_no_slot(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    path = job_file(tmp_path, """
+        jobs:
+          - {name: later, task: me~t, input: {name: later}, needs: [first]}
+          - {name: first, task: me~t, input: {name: first}}
+        """)
+    code, _, _ = cli("run", path, "--out-dir", tmp_path / "out")
+    assert code == 0 and names_in_order(server) == ["first", "later"]
+
+
+def test_verbose_logs_every_attempt(cli, emulator, tmp_path: Path) -> None:
+    emulator({"tasks": {"me~t": [{"drop": "before-response"}, {}]}})
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, retry: {backoff: {initial: 0, max: 0}}}\n")
+    code, _, err = cli("run", path, "--out-dir", tmp_path / "out", "-v")
+    assert code == 0
+    assert "INFO: a: attempt 1: POST http://127.0.0.1:" in err and "INFO: a: attempt 2: POST" in err
+    assert "WARNING: a: attempt 1 of 3 failed (connection-dropped" in err
