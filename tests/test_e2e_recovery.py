@@ -100,3 +100,16 @@ def test_dataset_job_adopts_and_fetches_items_with_its_parameters(cli, emulator,
         """)
     assert code == 0 and server.state.per_task == {"me~t": 1}
     assert (out / "d.csv").read_text().startswith("taskId,input,options")
+
+
+def test_a_run_started_with_other_options_is_not_adopted(cli, emulator, tmp_path: Path) -> None:
+    server = emulator({"tasks": {"me~t": [{}, {"drop": "after-start"}, {}]}})
+    code, jobs, _, _ = run(cli, tmp_path, f"""
+        jobs:
+          - {{name: small, task: me~t, options: {{memory: 256}}}}
+          - {{name: big, task: me~t, options: {{memory: 4096}}, needs: [small], retry: {{{FAST}}}}}
+        """)
+    # `small`'s run has the same (empty) input but 256 MB: only `big`'s own 4096 MB run is a candidate
+    assert code == 0 and server.state.per_task == {"me~t": 2}
+    assert jobs["big"]["recovery"]["adopted"] is True and jobs["big"]["recovery"]["looks"][0]["runIds"] == [
+        server.state.runs[1].id]

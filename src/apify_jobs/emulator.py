@@ -115,9 +115,12 @@ class Run:
         return f"ds{self.id}"
 
     def as_api(self) -> dict[str, Any]:
+        options = {"build": self.options.get("build", "latest"),
+                   "timeoutSecs": int(float(self.options.get("timeout", 3600))),
+                   "memoryMbytes": int(float(self.options.get("memory", 1024)))}
         return {"id": self.id, "actTaskId": self.task, "status": self.status,
                 "startedAt": self.started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "defaultKeyValueStoreId": self.store_id, "defaultDatasetId": self.dataset_id}
+                "defaultKeyValueStoreId": self.store_id, "defaultDatasetId": self.dataset_id, "options": options}
 
 
 class State:

@@ -74,7 +74,7 @@ def find_runs(client: ApiClient, base_url: str, job: Job, since: datetime, claim
             page = client.get(url, job.http, {"desc": "true", "limit": PAGE, "offset": offset}).json()["data"]["items"]
             recent = [run for run in page if _started(run) >= threshold]
             for run in recent:
-                if run["id"] not in claims and _input_matches(client, base_url, job, run):
+                if run["id"] not in claims and _options_match(job, run) and _input_matches(client, base_url, job, run):
                     candidates.append(run)
             if len(page) < PAGE or len(recent) < len(page):
                 return Found(candidates)
@@ -85,6 +85,21 @@ def find_runs(client: ApiClient, base_url: str, job: Job, since: datetime, claim
 
 def _started(run: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(str(run["startedAt"]).replace("Z", "+00:00"))
+
+
+# The run object's `options` name the run options differently from run-sync's query parameters.
+_RUN_OPTIONS = {"memory": "memoryMbytes", "timeout": "timeoutSecs", "build": "build"}
+
+
+def _options_match(job: Job, run: dict[str, Any]) -> bool:
+    """A run started with other options than the job's (memory, timeout, build) is not the job's run."""
+    started_with = run.get("options")
+    if not isinstance(started_with, dict):
+        return True
+    for ours, theirs in _RUN_OPTIONS.items():
+        if ours in job.options and theirs in started_with and str(started_with[theirs]) != str(job.options[ours]):
+            return False
+    return True
 
 
 def _input_matches(client: ApiClient, base_url: str, job: Job, run: dict[str, Any]) -> bool:
