@@ -175,3 +175,14 @@ def test_disk_errors_are_one_clear_failure(cli, emulator, tmp_path: Path) -> Non
     assert code == 1, (entry, stderr)
     assert entry["error"]["type"] == "output-failed" and "Traceback" not in stderr, (entry, stderr)
     assert os.path.isfile(out / "blocked")
+
+
+def test_an_unwritable_report_is_one_line_and_exit_1(cli, emulator, tmp_path: Path) -> None:
+    emulator()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n")
+    code, stdout, stderr = cli("run", path, "--out-dir", tmp_path / "out", "--report", blocker / "report.json")
+    assert code == 1 and "Traceback" not in stderr
+    assert "the report could not be written" in stderr and "succeeded" in stdout
+    assert (tmp_path / "out" / "a.json").exists()

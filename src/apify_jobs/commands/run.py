@@ -16,6 +16,7 @@ from apify_jobs import jobfile, report
 from apify_jobs.cli_output import configure_logging, parse_vars, print_problems
 from apify_jobs.errors import UsageError
 from apify_jobs.executor import Executor, Plan, Planned
+from apify_jobs.failures import OutputFailure
 from apify_jobs.http_client import ApiClient, check_base_url
 from apify_jobs.model import JobFile
 from apify_jobs.output import Guard, sha256_of
@@ -52,15 +53,27 @@ def main(args: argparse.Namespace) -> int:
         progress.close()
         context.client.close()
     context.guard.sync()  # outputs are durable before a report says they exist
-    full = report.build(results, job_files, executor.interrupted)
-    report.write_json(report_path, full)
-    if args.junit:
-        report.write_junit(args.junit, results)
     print(summary(results) if not args.quiet else _failures_only(results))
+    written = _write_reports(report_path, args.junit, report.build(results, job_files, executor.interrupted), results)
     if executor.interrupted:
         print("apify-jobs: interrupted; report written to " + report_path, file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_OK if all(r.status == "succeeded" for r in results) else EXIT_FAILED
+    return EXIT_OK if written and all(r.status == "succeeded" for r in results) else EXIT_FAILED
+
+
+def _write_reports(report_path: str, junit_path: str | None, full: dict[str, Any],
+                   results: list[report.JobResult]) -> bool:
+    """Write report.json (and JUnit); a report that cannot be written is one line and exit 1, never a
+    traceback: the jobs' outputs are written already."""
+    try:
+        report.write_json(report_path, full)
+        if junit_path:
+            report.write_junit(junit_path, results)
+    except OutputFailure as failure:
+        print(f"apify-jobs: the jobs ran (see the summary), but the report could not be written: {failure}",
+              file=sys.stderr)
+        return False
+    return True
 
 
 def _parse_shard(value: str | None) -> tuple[int, int] | None:
