@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tests.conftest import REPO, run_process
@@ -126,3 +127,27 @@ def test_bad_var_is_a_usage_error(cli, write) -> None:
 def test_version_and_module_entry_point() -> None:
     result = run_process("--version")
     assert result.returncode == 0 and result.stdout.startswith("apify-jobs ")
+
+
+def test_plan_into_a_closed_pipe_is_quiet(write) -> None:
+    import subprocess
+    import sys
+
+    many = "".join(f"  - {{name: j{i}, task: me~t, input: {{text: {'x' * 200}}}}}\n" for i in range(2000))
+    path = write("many.yaml", "version: 1\njobs:\n" + many)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as for most users
+    result = subprocess.run(f"{sys.executable} -m apify_jobs plan {path} | head -1", shell=True,
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0 and result.stderr == "" and result.stdout.count("\n") == 1
+
+
+def test_an_internal_error_is_one_line(cli, monkeypatch, write) -> None:
+    from apify_jobs import jobfile
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(jobfile, "load", broken)
+    code, _, err = cli("validate", write("j.yaml", "version: 1\n"))
+    assert code == 2 and err.strip() == ("apify-jobs: internal error (a bug in apify-jobs, please report it): "
+                                         "RuntimeError: boom; set APIFY_JOBS_DEBUG=1 for the traceback")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -77,15 +78,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_problems(exc.problems)  # one `file:line:column: message` line each (and GitHub annotations)
         return exc.exit_code
     except ApifyJobsError as exc:
-        from apify_jobs.redaction import redact
-
-        print(redact(f"apify-jobs: {exc}"), file=sys.stderr)
-        return exc.exit_code
+        return _one_line(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        print("apify-jobs: interrupted", file=sys.stderr)
-        return 130
+        return _one_line("interrupted", 130)
     except BrokenPipeError:
+        # The reader went away (`plan | head`): stop quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a bug of ours: still one line, with the way to see more
+        if os.environ.get("APIFY_JOBS_DEBUG"):
+            raise
+        return _one_line(f"internal error (a bug in apify-jobs, please report it): {type(exc).__name__}: {exc}; "
+                         "set APIFY_JOBS_DEBUG=1 for the traceback", 2)
+
+
+def _one_line(message: str, code: int) -> int:
+    from apify_jobs.redaction import redact
+
+    print(redact(f"apify-jobs: {message}"), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":
