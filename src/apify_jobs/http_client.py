@@ -102,17 +102,19 @@ class ApiClient:
 
     def get(self, url: str, timeouts: HttpTimeouts, params: dict[str, Any] | None = None) -> requests.Response:
         """A small GET (drop recovery); raises the same failure classes as `send`."""
-        response = self._call(lambda: self._session.get(url, params=params, headers=self._headers,
-                                                        timeout=(timeouts.connect, timeouts.read), stream=True))
-        return self._checked(response, ok=(200,))
+        return self._open("GET", url, timeouts, (200,), params=params)
 
     def send(self, request: RunRequest, timeouts: HttpTimeouts) -> tuple[Answer, Callable[[], None]]:
         """POST once. Returns the 201 answer and a closer; raises a JobFailure for anything else."""
-        response = self._call(lambda: self._session.post(request.url, data=request.body, headers=self._headers,
-                                                         timeout=(timeouts.connect, timeouts.read), stream=True))
-        self._checked(response, ok=(200, 201))
+        response = self._open("POST", request.url, timeouts, (200, 201), data=request.body)
         return Answer(response.status_code, response.headers.get("Content-Type"), content_length(response),
                       body_chunks(response, timeouts.read)), response.close
+
+    def _open(self, method: str, url: str, timeouts: HttpTimeouts, ok: tuple[int, ...], **kw: Any) -> requests.Response:
+        """One streamed request, its connection failures and non-`ok` answers turned into failure classes."""
+        response = self._call(lambda: self._session.request(method, url, headers=self._headers, stream=True,
+                                                            timeout=(timeouts.connect, timeouts.read), **kw))
+        return self._checked(response, ok)
 
     @staticmethod
     def _call(send: Callable[[], requests.Response]) -> requests.Response:

@@ -211,6 +211,7 @@ def _resolve_job(
     if isinstance(output, str) and "${{" not in output and not _stays_inside(output):
         fail(where + ("output",), f"output '{output}' leaves the output folder; give a path inside it")
     options = resolved.get("options", {})
+    # Both in the job itself is the schema's finding already; here only the case where defaults bring one in.
     if "outputRecordKey" in options and "dataset" in resolved and not ("dataset" in own and "outputRecordKey" in own.get("options", {})):
         fail(where, "outputRecordKey (from defaults) cannot be used together with dataset")
     timeout = options.get("timeout")

@@ -76,8 +76,8 @@ def summary(results: list[JobResult]) -> str:
     rows = [("JOB", "STATUS", "TRIES", "TIME", "OUTPUT / ERROR")]
     for r in results:
         if r.status == "succeeded" and r.output:
-            detail = r.output.path if not r.resumed else f"{r.output.path} (resumed)"
-        elif r.previous is not None:
+            detail = r.output.path
+        elif r.previous is not None:  # resumed: its output is the earlier run's
             detail = f"{(r.previous.get('output') or {}).get('path', '')} (resumed)"
         else:
             error = r.error or {}

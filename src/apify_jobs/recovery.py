@@ -132,14 +132,14 @@ def wait_for(client: ApiClient, base_url: str, job: Job, run: dict[str, Any]) ->
 def get_patiently(client: ApiClient, url: str, job: Job, params: dict[str, Any] | None = None) -> Any:
     """A GET of an adopted run's state or output. Its drops are retried here, never by re-sending the run:
     once a run is adopted, a failure must not lead to a second run."""
-    for attempt in range(1, 4):
+    last: ConnectionDropped | None = None
+    for pause in (0, 1, 2):
+        time.sleep(pause)
         try:
             return client.get(url, job.http, params)
         except ConnectionDropped as drop:
-            if attempt == 3:
-                raise JobFailure(f"adopted run, but could not reach it: {drop}", error_type="recovery-failed") from None
-            time.sleep(attempt)
-    raise AssertionError("unreachable")
+            last = drop
+    raise JobFailure(f"adopted run, but could not reach it: {last}", error_type="recovery-failed")
 
 
 def output_url(base_url: str, job: Job, run: dict[str, Any]) -> tuple[str, dict[str, str]]:
