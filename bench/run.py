@@ -20,9 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -124,10 +124,12 @@ def bench_parallel(work: Path, repeat: int) -> Result:
     try:
         path = jobs_file(work / "parallel.yaml", jobs, concurrency)
         out = work / "out-parallel"
-        subject = lambda: measure([*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q"], run_env(emulator))
+        def subject():
+            return measure([*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q"], run_env(emulator))
         urls = " ".join(f"{emulator.url}/v2/actor-tasks/me~t{i % 7}/run-sync" for i in range(jobs))
-        baseline = lambda: measure(shell(f"printf '%s\\n' {urls} | xargs -P {concurrency} -I URL "
-                                         + curl_post("URL")))
+        def baseline():
+            return measure(shell(f"printf '%s\\n' {urls} | xargs -P {concurrency} -I URL "
+                                                 + curl_post("URL")))
         ours, theirs = alternate(repeat, subject, baseline)
     finally:
         emulator.close()
@@ -145,9 +147,11 @@ def bench_overhead(work: Path, repeat: int) -> Result:
         many = jobs_file(work / "overhead.yaml", jobs, 1)
         one = jobs_file(work / "overhead-one.yaml", 1, 1)
         out = work / "out-overhead"
-        run = lambda path: measure([*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q"], run_env(emulator))
+        def run(path):
+            return measure([*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q"], run_env(emulator))
         urls = " ".join(f"{emulator.url}/v2/actor-tasks/me~t{i % 7}/run-sync" for i in range(jobs))
-        baseline = lambda: measure(shell(f"for u in {urls}; do {curl_post('$u')}; done"))
+        def baseline():
+            return measure(shell(f"for u in {urls}; do {curl_post('$u')}; done"))
         ours, theirs = alternate(repeat, lambda: run(many), baseline)
         startup = [run(one) for _ in range(repeat)]
     finally:
@@ -167,8 +171,10 @@ def bench_validate(work: Path, repeat: int) -> Result:
     if not checker:
         raise SystemExit("check-jsonschema is not installed: pip install -e '.[bench]'")
     schema = REPO / "schema" / "jobs.schema.json"
-    subject = lambda: measure([*APIFY_JOBS, "validate", str(path)])
-    baseline = lambda: measure([checker, "--schemafile", str(schema), str(path)])
+    def subject():
+        return measure([*APIFY_JOBS, "validate", str(path)])
+    def baseline():
+        return measure([checker, "--schemafile", str(schema), str(path)])
     ours, theirs = alternate(repeat, subject, baseline)
     result = Result("validation: one file of 5,000 jobs", "apify-jobs validate", "check-jsonschema --schemafile",
                     median(ours), median(theirs), "s")
@@ -182,9 +188,11 @@ def bench_streaming(work: Path, repeat: int) -> Result:
     try:
         path = jobs_file(work / "stream.yaml", 1, 1)
         out = work / "out-stream"
-        subject = lambda: measure([*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q"], run_env(emulator))
+        def subject():
+            return measure([*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q"], run_env(emulator))
         url = f"{emulator.url}/v2/actor-tasks/me~t0/run-sync"
-        baseline = lambda: measure(shell(curl_post(url)))
+        def baseline():
+            return measure(shell(curl_post(url)))
         ours, theirs = alternate(repeat, subject, baseline)
         # Context: curl writing the same bytes to a file on the same disk and syncing it, as we do.
         to_disk = [measure(shell(f"{curl_post(url, str(work / 'curl.out'))} && sync -f {work / 'curl.out'}"))
@@ -200,8 +208,10 @@ def bench_streaming(work: Path, repeat: int) -> Result:
 
 
 def bench_startup(work: Path, repeat: int) -> Result:
-    subject = lambda: measure([*APIFY_JOBS, "--version"])
-    baseline = lambda: measure([PYTHON, "-c", "pass"])
+    def subject():
+        return measure([*APIFY_JOBS, "--version"])
+    def baseline():
+        return measure([PYTHON, "-c", "pass"])
     ours, theirs = alternate(repeat * 2, subject, baseline)
     result = Result("start-up: apify-jobs --version", "apify-jobs --version", "python -c pass", median(ours),
                     median(theirs), "s")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,9 @@ import responses
 from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest
 
-from apify_jobs.http_client import ApiClient
-from apify_jobs.output import Guard
-from apify_jobs.runner import RunContext, run_job
+from apify_jobs.api.client import ApiClient
+from apify_jobs.outputs.destination import LocalFolder
+from apify_jobs.running.runner import RunContext, run_job
 from tests.helpers import make_job
 
 SPEC = OpenAPI.from_dict(json.loads((Path(__file__).parent / "contract" / "apify-openapi-excerpt.json").read_text()))
@@ -38,7 +37,7 @@ DATASET = {"format": "csv", "clean": True, "fields": ["title", "url"], "omit": "
 def test_sent_request_conforms_to_the_openapi_description(tmp_path: Path, spec: dict) -> None:
     responses.post(re.compile(BASE + r"/v2/actor-tasks/.*"), body=b"[]", status=201, content_type="application/json")
     job = make_job(tmp_path, spec)
-    result = run_job(job, RunContext(ApiClient("token"), BASE, str(tmp_path / "out"), Guard(), threading.Event()))
+    result = run_job(job, RunContext(ApiClient("token", base_url=BASE), LocalFolder(str(tmp_path / "out"))))
     assert result.status == "succeeded", result.error
     [call] = responses.calls
     SPEC.validate_request(RequestsOpenAPIRequest(call.request))
@@ -62,7 +61,7 @@ def test_recovery_requests_conform_too(tmp_path: Path) -> None:
     """The look-ups of drop recovery (runs list, INPUT, run wait, dataset items) fit the description."""
     import requests
 
-    from apify_jobs.recovery import now_utc
+    from apify_jobs.api.recovery import now_utc
 
     started = now_utc().isoformat().replace("+00:00", "Z")
     run = {"id": "abcdefghijklmnopq", "status": "RUNNING", "startedAt": started,
@@ -74,8 +73,8 @@ def test_recovery_requests_conform_too(tmp_path: Path) -> None:
     responses.get(BASE + "/v2/datasets/ds1/items", body=b"a,b\n", content_type="text/csv")
     job = make_job(tmp_path, {"name": "d", "task": "me~t", "input": {"q": 1},
                               "dataset": {"format": "csv", "clean": True, "fields": ["a", "b"]}})
-    result = run_job(job, RunContext(ApiClient("token"), BASE, str(tmp_path / "out"), Guard(), threading.Event()))
-    assert result.status == "succeeded" and result.extra["recovery"]["runId"] == "abcdefghijklmnopq"
+    result = run_job(job, RunContext(ApiClient("token", base_url=BASE), LocalFolder(str(tmp_path / "out"))))
+    assert result.status == "succeeded" and result.recovery.run_id == "abcdefghijklmnopq"
     assert (tmp_path / "out" / "d.csv").read_bytes() == b"a,b\n"
     assert [c.request.method for c in responses.calls] == ["POST", "GET", "GET", "GET", "GET"]
     for call in responses.calls:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from xml.etree import ElementTree
 
-from apify_jobs.commands.run import in_shard
+from apify_jobs.running.selection import in_shard
 from tests.helpers import job_file, jobs_by_name, leftovers, read_report
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from apify_jobs.http_client import ApiClient
+from apify_jobs.api.client import ApiClient
 from tests.conftest import run_process
 from tests.helpers import job_file, jobs_by_name, leftovers, read_report
 

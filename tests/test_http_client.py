@@ -9,11 +9,11 @@ import pytest
 import requests
 import responses
 
-from apify_jobs import failures
+from apify_jobs.api import failures
+from apify_jobs.api.client import USER_AGENT, ApiClient, check_base_url
+from apify_jobs.api.request import build_request
 from apify_jobs.errors import UsageError
-from apify_jobs.http_client import USER_AGENT, ApiClient, check_base_url
 from apify_jobs.model import HttpTimeouts
-from apify_jobs.request import build_request
 from tests.helpers import make_job
 
 URL = "https://api.apify.com/v2/actor-tasks/me~t/run-sync"
@@ -27,8 +27,8 @@ def job(tmp_path):
 @responses.activate
 def test_headers_body_and_token_only_in_authorization(job) -> None:
     responses.post(URL, json={"ok": True}, status=201)
-    answer, close = ApiClient("secret-token").send(build_request(job), HttpTimeouts())
-    assert b"".join(answer.chunks) == b'{"ok": true}'
+    with ApiClient("secret-token").run_sync(build_request(job), HttpTimeouts()) as answer:
+        assert b"".join(answer.chunks()) == b'{"ok": true}'
     sent = responses.calls[0].request
     assert sent.headers["Authorization"] == "Bearer secret-token"
     assert sent.headers["User-Agent"] == USER_AGENT and sent.headers["Content-Type"] == "application/json"
@@ -78,7 +78,7 @@ def test_every_answer_is_classified(job, status, body, headers, kind, error_type
     else:
         responses.post(URL, body=body, status=status, headers=headers, content_type="text/html")
     with pytest.raises(failures.JobFailure) as caught:
-        ApiClient("t").send(build_request(job), HttpTimeouts())
+        ApiClient("t").run_sync(build_request(job), HttpTimeouts())
     failure = caught.value
     assert type(failure) is kind and failure.error_type == error_type and failure.retry_class == retry_class
     assert failure.http_status == status
@@ -94,11 +94,11 @@ def test_every_answer_is_classified(job, status, body, headers, kind, error_type
 def test_connection_errors_say_whether_the_request_was_sent(job) -> None:
     responses.post(URL, body=requests.ConnectionError("reset by peer"))
     with pytest.raises(failures.ConnectionDropped) as caught:
-        ApiClient("t").send(build_request(job), HttpTimeouts())
+        ApiClient("t").run_sync(build_request(job), HttpTimeouts())
     assert caught.value.request_sent and caught.value.retry_class == "connection"
     responses.replace(responses.POST, URL, body=requests.ConnectTimeout("slow"))
     with pytest.raises(failures.ConnectionDropped) as caught:
-        ApiClient("t").send(build_request(job), HttpTimeouts())
+        ApiClient("t").run_sync(build_request(job), HttpTimeouts())
     assert not caught.value.request_sent
 
 

@@ -7,7 +7,7 @@ import tracemalloc
 
 import pytest
 
-from apify_jobs.yaml_loader import YamlError, load_bytes
+from apify_jobs.jobfile.yaml_loader import YamlError, load_bytes
 
 
 def load(text: bytes | str):

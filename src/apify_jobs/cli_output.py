@@ -7,7 +7,8 @@ import logging
 import os
 import re
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from apify_jobs.errors import Problem, UsageError
 from apify_jobs.redaction import redact
@@ -25,10 +26,10 @@ def print_problems(problems: Iterable[Problem]) -> None:
             print(f"::{level} file={problem.file},line={problem.line},col={problem.column}::{message}")
 
 
-class _StderrHandler(logging.StreamHandler):
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is now (tests swap it), not to the one at set-up."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from apify_jobs import __version__
 from apify_jobs.errors import ApifyJobsError, JobFileError

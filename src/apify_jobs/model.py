@@ -1,11 +1,12 @@
-"""What a resolved job file holds: the values every later step (plan, run, report) works from."""
+"""The typed data every stage passes on: a resolved Job and JobFile, and the JobResult that says what happened."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-RETRY_CLASSES = ("connection", "rate-limit", "capacity", "server-error")
 INPUT_LIMIT_BYTES = 9 * 1024 * 1024  # run-sync refuses larger bodies with 413
 SYNC_WAIT_SECONDS = 300  # run-sync answers 408 after this while the run goes on
 
@@ -19,7 +20,7 @@ class RetryPolicy:
     recover: bool = True
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "RetryPolicy":
+    def from_dict(cls, raw: dict[str, Any]) -> RetryPolicy:
         backoff = raw.get("backoff", {})
         return cls(
             attempts=raw.get("attempts", cls.attempts),
@@ -36,7 +37,7 @@ class HttpTimeouts:
     read: float = 330.0
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "HttpTimeouts":
+    def from_dict(cls, raw: dict[str, Any]) -> HttpTimeouts:
         return cls(connect=raw.get("connectTimeout", cls.connect), read=raw.get("readTimeout", cls.read))
 
 
@@ -66,3 +67,116 @@ class JobFile:
     concurrency: int = 1
     fail_fast: bool = False
     jobs: list[Job] = field(default_factory=list)
+
+
+# --- what happened ------------------------------------------------------------------------------
+
+class Status(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class WrittenOutput:
+    path: str  # as the user named the output folder (not resolved through links)
+    bytes: int
+    sha256: str
+    content_type: str | None
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why a job did not succeed. ``stops_batch`` comes from the failure's class (401/403) and is never reported."""
+
+    type: str
+    message: str
+    run_id: str | None = None
+    stops_batch: bool = field(default=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"type": self.type, "message": self.message}
+        if self.run_id:
+            entry["runId"] = self.run_id
+        return entry
+
+
+@dataclass(frozen=True)
+class RecoveryLook:
+    """One look for the run a dropped attempt may have started."""
+
+    attempt: int
+    found: str  # none | one | several | unknown
+    run_ids: list[str]
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "found": self.found, "runIds": self.run_ids, "note": self.note}
+
+
+@dataclass
+class Recovery:
+    adopted: bool = False
+    run_id: str | None = None
+    looks: list[RecoveryLook] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"adopted": self.adopted, "runId": self.run_id, "looks": [look.to_dict() for look in self.looks]}
+
+
+@dataclass
+class JobResult:
+    name: str
+    task: str
+    file: str
+    endpoint: str
+    query: dict[str, str]
+    input_sha256: str
+    status: Status = Status.CANCELLED
+    attempts: int = 0
+    http_status: int | None = None
+    error: JobError | None = None
+    output: WrittenOutput | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_ms: int | None = None
+    resumed: bool = False
+    note: str | None = None
+    recovery: Recovery | None = None
+    previous: dict[str, Any] | None = None  # the earlier report's entry this job was resumed from
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is Status.SUCCEEDED
+
+    @property
+    def empty_output(self) -> bool:
+        return self.output is not None and self.output.bytes == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.previous is not None:
+            return {**self.previous, "resumed": True}
+        entry: dict[str, Any] = {
+            "name": self.name, "task": self.task, "file": self.file, "status": self.status.value,
+            "attempts": self.attempts, "httpStatus": self.http_status,
+            "error": self.error.to_dict() if self.error else None, "output": None,
+            "request": {"endpoint": self.endpoint, "query": self.query, "inputSha256": self.input_sha256},
+            "startedAt": self.started_at, "finishedAt": self.finished_at, "durationMs": self.duration_ms,
+        }
+        if self.output:
+            entry["output"] = {"path": self.output.path, "bytes": self.output.bytes, "sha256": self.output.sha256,
+                               "contentType": self.output.content_type, "empty": self.empty_output}
+        if self.resumed:
+            entry["resumed"] = True
+        if self.note:
+            entry["note"] = self.note
+        entry["recovery"] = self.recovery.to_dict() if self.recovery else None
+        return entry

@@ -8,14 +8,16 @@ import os
 import sys
 
 from apify_jobs import jobfile
+from apify_jobs.api.request import DEFAULT_BASE_URL, build_request
 from apify_jobs.cli_output import parse_vars, print_problems
-from apify_jobs.request import DEFAULT_BASE_URL, build_request, planned_output
+from apify_jobs.outputs.destination import LocalFolder
 
 
 def main(args: argparse.Namespace) -> int:
     job_files, warnings = jobfile.load(args.paths, parse_vars(args.var), dict(os.environ))
     print_problems(warnings)
     base_url = os.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL
+    destination = LocalFolder(args.out_dir)
     planned = []
     for job_file in job_files:
         for job in job_file.jobs:
@@ -25,7 +27,7 @@ def main(args: argparse.Namespace) -> int:
                 "method": request.method,
                 "url": request.url,
                 "body": job.input,
-                "output": planned_output(job, args.out_dir),
+                "output": destination.planned(job),
             })
     if args.json:
         json.dump(planned, sys.stdout, ensure_ascii=False, indent=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from apify_jobs.schema import schema_text
+from apify_jobs.jobfile.schema import schema_text
 
 
 def main(args: argparse.Namespace) -> int:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import difflib
 import json
 import os
+from collections.abc import Iterable
 from functools import cache
-from typing import Any, Iterable
+from typing import Any
 
 from apify_jobs.errors import Problem
-from apify_jobs.yaml_loader import Document, Path
+from apify_jobs.jobfile.yaml_loader import Document, Path
 
 _MAX_SHOWN = 60
 
 
-SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jobs.schema.json")
+SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jobs.schema.json")
 
 
 def schema_text() -> str:
@@ -25,7 +26,8 @@ def schema_text() -> str:
 
 @cache
 def schema() -> dict[str, Any]:
-    return json.loads(schema_text())
+    loaded: dict[str, Any] = json.loads(schema_text())
+    return loaded
 
 
 @cache
@@ -92,7 +94,8 @@ def _explain(doc: Document, base: Path, error: Any) -> Iterable[tuple[Path, Prob
     elif keyword == "pattern":
         message = f"{where}: {_show(value)} does not match {expected}"
     elif keyword == "not" and path[-1:] == ("options",):
-        message = f"{where}.outputRecordKey cannot be used together with dataset: the dataset endpoint returns items, not a record"
+        message = (f"{where}.outputRecordKey cannot be used together with dataset: the dataset endpoint returns items, "
+                   "not a record")
         path = path + ("outputRecordKey",)
     elif keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         relation = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[keyword]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import yaml
 from apify_jobs.errors import Problem
 
 try:  # libyaml is several times faster; the pure-Python parser gives the same events
-    from yaml.cyaml import CParser as _Parser
+    from yaml.cyaml import CParser as _Parser  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - exercised only where libyaml is missing
     from yaml.loader import BaseLoader as _Parser  # type: ignore[assignment]
 
@@ -117,7 +118,7 @@ def parse_scalar(text: str) -> Any:
     return text
 
 
-_TAGGED = {
+_TAGGED: dict[str, Callable[[str], Any]] = {
     _CORE + "str": str,
     _CORE + "null": lambda text: None,
     _CORE + "bool": lambda text: _BOOL[text],
@@ -189,23 +190,24 @@ class _Builder:
         documents = 0
         while parser.check_event():
             event = parser.get_event()
+            start: Any = event.start_mark  # typed as optional; a parser's events always have one
             if isinstance(event, yaml.DocumentStartEvent):
                 documents += 1
                 if documents > 1:
-                    raise self.fail(event.start_mark, "a job file holds one YAML document; remove the second '---'")
+                    raise self.fail(start, "a job file holds one YAML document; remove the second '---'")
                 continue
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 if len(stack) >= MAX_DEPTH:
-                    raise self.fail(event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
+                    raise self.fail(start, f"nested deeper than {MAX_DEPTH} levels")
                 is_map = isinstance(event, yaml.MappingStartEvent)
                 expected = "map" if is_map else "seq"
                 if event.tag not in (None, "!", _CORE + expected):
-                    raise self.fail(event.start_mark, f"tag {event.tag} is not allowed; only YAML 1.2 core tags are")
-                path = self._child_path(stack, event.start_mark)
-                opened = _Open({} if is_map else [], path, event.anchor, event.start_mark)
+                    raise self.fail(start, f"tag {event.tag} is not allowed; only YAML 1.2 core tags are")
+                path = self._child_path(stack, start)
+                opened = _Open({} if is_map else [], path, event.anchor, start)
                 if event.anchor:
                     self.anchors[event.anchor] = (_BUILDING, 0)
-                self.positions[path] = (event.start_mark.line + 1, event.start_mark.column + 1)
+                self.positions[path] = (start.line + 1, start.column + 1)
                 stack.append(opened)
                 continue
             if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
@@ -214,19 +216,19 @@ class _Builder:
                     self.anchors[done.anchor] = (done.value, done.size)
                 value, size, mark = done.value, done.size, done.mark
             elif isinstance(event, yaml.ScalarEvent):
-                value, size, mark = self._scalar(event), 1, event.start_mark
+                value, size, mark = self._scalar(event), 1, start
                 if event.anchor:
                     self.anchors[event.anchor] = (value, 1)
                 if not stack or stack[-1].key is not _NO_KEY or not isinstance(stack[-1].value, dict):
                     path = self._child_path(stack, mark)
                     self.positions[path] = (mark.line + 1, mark.column + 1)
             elif isinstance(event, yaml.AliasEvent):
-                value, size = self.anchors.get(event.anchor, (None, -1))
+                value, size = self.anchors.get(str(event.anchor), (None, -1))
                 if size < 0:
-                    raise self.fail(event.start_mark, f"alias *{event.anchor} has no anchor &{event.anchor} before it")
+                    raise self.fail(start, f"alias *{event.anchor} has no anchor &{event.anchor} before it")
                 if value is _BUILDING:
-                    raise self.fail(event.start_mark, f"alias *{event.anchor} refers to a node that contains it")
-                mark = event.start_mark
+                    raise self.fail(start, f"alias *{event.anchor} refers to a node that contains it")
+                mark = start
                 if not stack or stack[-1].key is not _NO_KEY or not isinstance(stack[-1].value, dict):
                     self.positions[self._child_path(stack, mark)] = (mark.line + 1, mark.column + 1)
             else:
@@ -270,7 +272,7 @@ class _Builder:
             raise self.fail(mark, f"duplicate key '{key}'")
         return key
 
-    def _scalar(self, event: yaml.ScalarEvent) -> Any:
+    def _scalar(self, event: Any) -> Any:
         tag, text = event.tag, event.value
         plain = event.implicit[0] if tag is None or tag == "!" else False
         if tag in (None, "!"):

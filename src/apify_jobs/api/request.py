@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -13,9 +12,6 @@ from urllib.parse import quote, urlencode
 from apify_jobs.model import Job
 
 DEFAULT_BASE_URL = "https://api.apify.com"
-_DATASET_EXTENSIONS = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "html": ".html", "xlsx": ".xlsx",
-                       "xml": ".xml", "rss": ".rss"}
-UNKNOWN_EXTENSION = ".*"  # run-sync's OUTPUT record: the extension comes from the answer's Content-Type
 
 
 @dataclass(frozen=True)
@@ -66,12 +62,3 @@ def build_request(job: Job, base_url: str = DEFAULT_BASE_URL) -> RunRequest:
     path = f"/v2/actor-tasks/{quote(job.task, safe='~')}/{job.endpoint}"
     url = base_url.rstrip("/") + path + (f"?{urlencode(query)}" if query else "")
     return RunRequest(job, "POST", url, job.endpoint, query, encode_body(job.input))
-
-
-def planned_output(job: Job, out_dir: str) -> str:
-    """The output path, with `.*` where only the answer's Content-Type can tell the extension."""
-    if job.output:
-        return os.path.join(out_dir, job.output)
-    if job.dataset is not None:
-        return os.path.join(out_dir, job.name + _DATASET_EXTENSIONS[job.dataset.get("format", "json")])
-    return os.path.join(out_dir, job.name + UNKNOWN_EXTENSION)

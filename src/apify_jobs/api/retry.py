@@ -1,10 +1,13 @@
-"""The retry policy of DESIGN.md, built on tenacity: what is retried, how long to wait, what is logged."""
+"""The one retry machinery, on tenacity: what is retried, how long to wait, what is logged; every wait ends
+at once on Ctrl-C. Run-sync attempts follow the job's policy; the look-ups of an adopted run follow a fixed
+one of their own and can never lead to a second POST."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from tenacity import (
     RetryCallState,
@@ -14,12 +17,13 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from apify_jobs.failures import Cancelled, JobFailure
+from apify_jobs.api.failures import Cancelled, JobFailure
 from apify_jobs.model import RetryPolicy
 
 log = logging.getLogger("apify_jobs")
 T = TypeVar("T")
 RETRY_AFTER_CAP = 600.0
+LOOKUP_POLICY = RetryPolicy(attempts=3, initial=1.0, max_wait=4.0, on=frozenset({"connection"}), recover=False)
 
 
 def retryable(policy: RetryPolicy) -> Callable[[BaseException], bool]:
@@ -27,16 +31,8 @@ def retryable(policy: RetryPolicy) -> Callable[[BaseException], bool]:
     return lambda exc: isinstance(exc, JobFailure) and exc.retry_class is not None and exc.retry_class in policy.on
 
 
-def call_with_retries(
-    name: str,
-    policy: RetryPolicy,
-    attempt: Callable[[int], T],
-    cancelled: threading.Event,
-) -> tuple[T, int]:
-    """Run ``attempt(n)`` until it succeeds or the policy gives up; returns (result, attempts made).
-
-    A final failure is re-raised with ``attempts`` set on it.
-    """
+def _retrying(policy: RetryPolicy, cancelled: threading.Event,
+              warn: Callable[[RetryCallState], None] | None = None) -> Retrying:
     jitter = wait_random_exponential(multiplier=policy.initial, max=policy.max_wait)
 
     def wait(state: RetryCallState) -> float:
@@ -49,6 +45,16 @@ def call_with_retries(
         if cancelled.wait(seconds):
             raise Cancelled("cancelled while waiting to retry")
 
+    return Retrying(stop=stop_after_attempt(policy.attempts), wait=wait, retry=retry_if_exception(retryable(policy)),
+                    sleep=sleep, before_sleep=warn, reraise=True)
+
+
+def call_with_retries(name: str, policy: RetryPolicy, attempt: Callable[[int], T],
+                      cancelled: threading.Event) -> tuple[T, int]:
+    """Run ``attempt(n)`` until it succeeds or the policy gives up; returns (result, attempts made).
+
+    A final failure is re-raised with ``attempts`` set on it.
+    """
     def warn(state: RetryCallState) -> None:
         failure = state.outcome.exception() if state.outcome else None
         wait_for = state.next_action.sleep if state.next_action else 0
@@ -58,11 +64,9 @@ def call_with_retries(
         log.warning("%s: attempt %d of %d failed (%s: %s); retrying in %.1f s.%s", name, state.attempt_number,
                     policy.attempts, getattr(failure, "error_type", "error"), failure, wait_for, maybe_run)
 
-    retrying = Retrying(stop=stop_after_attempt(policy.attempts), wait=wait, retry=retry_if_exception(retryable(policy)),
-                        sleep=sleep, before_sleep=warn, reraise=True)
     made = 0
     try:
-        for try_ in retrying:
+        for try_ in _retrying(policy, cancelled, warn):
             with try_:
                 made = try_.retry_state.attempt_number
                 if cancelled.is_set():
@@ -70,5 +74,15 @@ def call_with_retries(
                 result = attempt(made)
         return result, made
     except JobFailure as failure:
-        failure.attempts = made  # type: ignore[attr-defined]
+        failure.attempts = made
         raise
+
+
+def call_patiently(call: Callable[[], T], cancelled: threading.Event, policy: RetryPolicy = LOOKUP_POLICY) -> T:
+    """A look-up (GET) under ``policy``, with the same cancel-aware waits as the run-sync attempts."""
+    for try_ in _retrying(policy, cancelled):
+        with try_:
+            if cancelled.is_set():
+                raise Cancelled("cancelled while looking up the run")
+            result = call()
+    return result

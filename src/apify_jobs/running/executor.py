@@ -9,35 +9,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
-from apify_jobs.model import Job
-from apify_jobs.progress import Progress
-from apify_jobs.report import JobResult, now
-from apify_jobs.request import build_request
-from apify_jobs.runner import RunContext, new_result, run_job
+from apify_jobs.model import Job, JobResult, Status
+from apify_jobs.reports.progress import Progress
+from apify_jobs.running.runner import RunContext, decided, run_job
+from apify_jobs.running.selection import Plan, Planned
 
 GRACE_SECONDS = 1.0  # after Ctrl-C, how long a job that is just finishing may still report success
-
-
-@dataclass
-class Planned:
-    job: Job
-    file_index: int
-    result: JobResult | None = None  # set once the job is decided (run, resumed, skipped or cancelled)
-    started: bool = False
-
-
-@dataclass
-class Plan:
-    """The selected jobs in listed order, with the caps of their files."""
-
-    entries: list[Planned]
-    file_caps: list[int]
-    file_fail_fast: list[bool]
-    global_cap: int | None = None
-    ignored_needs: set[str] = field(default_factory=set)
 
 
 class Executor:
@@ -52,7 +31,7 @@ class Executor:
         self._running = 0
         self._stopped_files: set[int] = set()
         self._stop_all: str | None = None
-        self._work_queue: queue.SimpleQueue[Planned] = queue.SimpleQueue()
+        self._work_queue: queue.SimpleQueue[Planned | None] = queue.SimpleQueue()
         self._pending: list[Planned] = []
         self.interrupted = False
 
@@ -61,7 +40,7 @@ class Executor:
         per_file = [0] * len(self.plan.file_caps)
         for entry in self.plan.entries:
             per_file[entry.file_index] += entry.result is None
-        most = sum(min(count, cap) for count, cap in zip(per_file, self.plan.file_caps))
+        most = sum(min(count, cap) for count, cap in zip(per_file, self.plan.file_caps, strict=False))
         return max(1, min(most, self.plan.global_cap or most))
 
     def interrupt(self) -> None:
@@ -73,18 +52,29 @@ class Executor:
 
     def run(self) -> list[JobResult]:
         by_name = {entry.job.name: entry for entry in self.plan.entries}
-        for number in range(self._workers()):
-            threading.Thread(target=self._work, name=f"worker-{number}", daemon=True).start()
+        workers = [threading.Thread(target=self._work, name=f"worker-{number}", daemon=True)
+                   for number in range(self._workers())]
+        for worker in workers:
+            worker.start()
         self._pending = [entry for entry in self.plan.entries if entry.result is None]
-        with self._changed:
-            while not self.interrupted:
-                self._start_ready(by_name)
-                if not self._pending and self._running == 0:
-                    break
-                self._changed.wait(0.25)
-                self.progress.tick()
-        if self.interrupted:
-            self._abandon()
+        try:
+            with self._changed:
+                while not self.interrupted:
+                    self._start_ready(by_name)
+                    if not self._pending and self._running == 0:
+                        break
+                    self._changed.wait(0.25)
+                    self.progress.tick()
+            if self.interrupted:
+                self._abandon()
+        finally:
+            # Each worker ends after the job it holds; after an interrupt that job may still be stuck in a
+            # request, so only idle workers are waited for.
+            for _ in workers:
+                self._work_queue.put(None)
+            if not self.interrupted:
+                for worker in workers:
+                    worker.join()
         return [entry.result for entry in self.plan.entries if entry.result is not None]
 
     # Called with self._changed held; each call looks only at the jobs not yet started or decided.
@@ -94,12 +84,13 @@ class Executor:
             job = entry.job
             if self._stop_all or entry.file_index in self._stopped_files:
                 reason = self._stop_all or "an earlier job of this file failed and failFast is on"
-                entry.result = self._decided(job, "cancelled", reason)
+                entry.result = self._decided(job, Status.CANCELLED, reason)
+                self.progress.finish(entry.result)
                 continue
             needs = [by_name[n] for n in job.needs if n in by_name]
-            blocked = next((n.result for n in needs if n.result is not None and n.result.status != "succeeded"), None)
+            blocked = next((n.result for n in needs if n.result is not None and not n.result.succeeded), None)
             if blocked is not None:
-                entry.result = self._decided(job, "skipped", f"needs {blocked.name}, which {blocked.status}")
+                entry.result = self._decided(job, Status.SKIPPED, f"needs {blocked.name}, which {blocked.status}")
                 self.progress.finish(entry.result)
                 continue
             full = (self._running_per_file[entry.file_index] >= self.plan.file_caps[entry.file_index]
@@ -115,23 +106,23 @@ class Executor:
         self._pending = waiting
 
     def _work(self) -> None:
-        while True:
-            self._finish(self._work_queue.get())
+        while (entry := self._work_queue.get()) is not None:
+            self._finish(entry)
 
     def _finish(self, entry: Planned) -> None:
         try:
             result = self._run(entry.job, self.context)
         except Exception as exc:  # a bug must not hang the batch: report it as this job's failure
-            result = self._decided(entry.job, "failed", f"internal error: {type(exc).__name__}: {exc}")
+            result = self._decided(entry.job, Status.FAILED, f"internal error: {type(exc).__name__}: {exc}")
         with self._changed:
             self._running -= 1
             self._running_per_file[entry.file_index] -= 1
             self._changed.notify_all()
-            if self.interrupted and result.status != "succeeded":
+            if self.interrupted and not result.succeeded:
                 return  # _abandon() records it as cancelled
             entry.result = result
-            if result.status == "failed":
-                if result.extra.get("stopsBatch"):
+            if result.status is Status.FAILED:
+                if result.error is not None and result.error.stops_batch:
                     self._stop_all = (f"not sent: {entry.job.name} was refused with HTTP {result.http_status} "
                                       "and every other job would be too; check APIFY_TOKEN")
                 elif self.plan.file_fail_fast[entry.file_index]:
@@ -140,23 +131,19 @@ class Executor:
         self.progress.finish(result)
 
     def _abandon(self) -> None:
-        self.context.guard.cancel()
+        self.context.destination.cancel()
         with self._changed:
             self._changed.wait_for(lambda: self._running == 0, timeout=GRACE_SECONDS)
             for entry in self.plan.entries:
                 if entry.result is not None:
                     continue
                 if entry.started:
-                    result = self._decided(entry.job, "cancelled", "interrupted while running; the platform may "
-                                                                   "still be running it")
+                    result = self._decided(entry.job, Status.CANCELLED, "interrupted while running; the platform "
+                                                                        "may still be running it")
                     result.attempts = 1
                 else:
-                    result = self._decided(entry.job, "cancelled", "interrupted before it started; never sent")
+                    result = self._decided(entry.job, Status.CANCELLED, "interrupted before it started; never sent")
                 entry.result = result
 
-    def _decided(self, job: Job, status: str, message: str) -> JobResult:
-        result = new_result(job, build_request(job, self.context.base_url))
-        result.status = status
-        result.error = {"type": status, "message": message}
-        result.finished_at = now()
-        return result
+    def _decided(self, job: Job, status: Status, message: str) -> JobResult:
+        return decided(job, self.context.base_url, status, message)

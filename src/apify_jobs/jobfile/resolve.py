@@ -9,11 +9,13 @@ import itertools
 import json
 import os
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from apify_jobs import expressions, schema
 from apify_jobs.errors import JobFileError, Problem
-from apify_jobs.expressions import Context
+from apify_jobs.jobfile import expressions, schema
+from apify_jobs.jobfile.expressions import Context
+from apify_jobs.jobfile.yaml_loader import Document, Path, YamlError, load_file
 from apify_jobs.model import (
     INPUT_LIMIT_BYTES,
     SYNC_WAIT_SECONDS,
@@ -22,7 +24,7 @@ from apify_jobs.model import (
     JobFile,
     RetryPolicy,
 )
-from apify_jobs.yaml_loader import Document, Path, YamlError, load_file
+from apify_jobs.outputs.paths import UNKNOWN_EXTENSION, planned_output, stays_inside
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
 
@@ -157,9 +159,10 @@ def _matrix(doc: Document, raw: dict[str, Any], where: Path, problems: list[Prob
     seen: dict[str, dict[str, Any]] = {}
     for values in itertools.product(*(matrix[k] for k in keys)):
         name = "-".join([raw["name"], *(_slug(v) for v in values)])
-        combo = dict(zip(keys, values))
+        combo = dict(zip(keys, values, strict=False))
         if name in seen:
-            problems.append(doc.problem(where + ("matrix",), f"matrix values {seen[name]} and {combo} both name the job '{name}'"))
+            problems.append(doc.problem(where + ("matrix",),
+                                        f"matrix values {seen[name]} and {combo} both name the job '{name}'"))
             continue
         seen[name] = combo
         combos.append((name, combo))
@@ -208,11 +211,12 @@ def _resolve_job(
                                       lambda m: fail(where + ("inputFile",), m))
     job_input = deep_merge(shared.get("input", {}), {**file_input, **own.get("input", {})})
     output = own.get("output")
-    if isinstance(output, str) and "${{" not in output and not _stays_inside(output):
+    if isinstance(output, str) and "${{" not in output and not stays_inside(output):
         fail(where + ("output",), f"output '{output}' leaves the output folder; give a path inside it")
     options = resolved.get("options", {})
     # Both in the job itself is the schema's finding already; here only the case where defaults bring one in.
-    if "outputRecordKey" in options and "dataset" in resolved and not ("dataset" in own and "outputRecordKey" in own.get("options", {})):
+    both_own = "dataset" in own and "outputRecordKey" in own.get("options", {})
+    if "outputRecordKey" in options and "dataset" in resolved and not both_own:
         fail(where, "outputRecordKey (from defaults) cannot be used together with dataset")
     timeout = options.get("timeout")
     if isinstance(timeout, (int, float)) and timeout > SYNC_WAIT_SECONDS:
@@ -241,15 +245,8 @@ def _resolve_job(
     )
 
 
-def _stays_inside(relative: str) -> bool:
-    if os.path.isabs(relative) or relative.startswith(("/", "\\")):
-        return False
-    normal = os.path.normpath(relative)
-    return normal != ".." and not normal.startswith(".." + os.sep) and normal != "."
-
-
 def _load_input_file(folder: str, relative: str, fail: Any) -> dict[str, Any]:
-    if not _stays_inside(relative):
+    if not stays_inside(relative):
         fail(f"inputFile '{relative}' leaves the job file's folder")
         return {}
     target = os.path.join(folder, relative)
@@ -293,13 +290,11 @@ def _duplicate_names(job_files: list[JobFile]) -> list[Problem]:
 
 def _duplicate_outputs(job_files: list[JobFile]) -> list[Problem]:
     """Two jobs writing one file would overwrite each other's output without a word."""
-    from apify_jobs.request import UNKNOWN_EXTENSION, planned_output
-
     seen: dict[str, Job] = {}
     problems = []
     for job_file in job_files:
         for job in job_file.jobs:
-            path = os.path.normpath(planned_output(job, ""))
+            path = os.path.normpath(planned_output(job))
             if path.endswith(UNKNOWN_EXTENSION):
                 continue  # the extension comes from the answer; names are unique, so such paths are too
             first = seen.setdefault(path, job)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 NAMESPACES = ("matrix", "vars", "env")
 SECRET_NAMES = frozenset({"APIFY_TOKEN"})
@@ -91,7 +92,8 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def substitute_all(value: Any, context: Context, path: tuple = (), errors: list | None = None) -> Any:
+def substitute_all(value: Any, context: Context, path: tuple[str | int, ...] = (),
+                   errors: list[tuple[tuple[str | int, ...], str]] | None = None) -> Any:
     """A copy of ``value`` with every string substituted; problems are collected as (path, message)."""
     if isinstance(value, str):
         try:

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -50,7 +50,7 @@ class Behaviour:
     fault_rate: float = 0.0
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "Behaviour":
+    def from_dict(cls, raw: dict[str, Any]) -> Behaviour:
         known = {"latency", "respond", "status", "errorType", "retryAfter", "html", "drop", "bodyBytes",
                  "contentType", "runStatus", "message", "trickle", "faultRate"}
         unknown = set(raw) - known
@@ -76,7 +76,7 @@ class Script:
     seed: int = 0  # of the random faults (`faultRate`), so that a failing run can be replayed
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None) -> "Script":
+    def from_dict(cls, raw: dict[str, Any] | None) -> Script:
         raw = raw or {}
         tasks = {}
         for task, spec in (raw.get("tasks") or {}).items():
@@ -155,7 +155,7 @@ class State:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and benchmarks read stdout
         pass
@@ -345,7 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
         echo = {"taskId": task, "input": run_input, "options": options}
         output = json.dumps(echo, ensure_ascii=False).encode("utf-8")
         run = Run(id=secrets.token_hex(9)[:17], task=task, input=run_input, options=options,
-                  started_at=datetime.now(timezone.utc), status="RUNNING", output=output,
+                  started_at=datetime.now(UTC), status="RUNNING", output=output,
                   content_type=behaviour.content_type or ("application/json; charset=utf-8" if behaviour.body_bytes is None
                                                           else "application/octet-stream"),
                   items=[echo], body_bytes=behaviour.body_bytes)
@@ -446,7 +446,7 @@ class Emulator:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         self._thread.start()
         return self
 
@@ -460,7 +460,7 @@ class Emulator:
     def close(self) -> None:
         self._server.server_close()
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -471,7 +471,7 @@ class Emulator:
 def load_script(path: str | None) -> Script:
     """The script at ``path`` (none: echo everything); a bad one is a usage error, one line."""
     from apify_jobs.errors import UsageError
-    from apify_jobs.yaml_loader import YamlError, load_file
+    from apify_jobs.jobfile.yaml_loader import YamlError, load_file
 
     if not path:
         return Script()

@@ -8,8 +8,8 @@ import threading
 import time
 from typing import TextIO
 
+from apify_jobs.model import JobResult, Status
 from apify_jobs.redaction import redact
-from apify_jobs.report import JobResult
 
 
 class Progress:
@@ -42,12 +42,12 @@ class Progress:
             if result.name in self.running:
                 self.running.remove(result.name)
             self.done += 1
-            self.failed += result.status != "succeeded"
-            if not self.quiet and (not self.live or result.status != "succeeded"):
+            self.failed += not result.succeeded
+            if not self.quiet and (not self.live or not result.succeeded):
                 seconds = (result.duration_ms or 0) / 1000
-                detail = (result.output.path if result.output and result.status == "succeeded"
-                          else (result.error or {}).get("message", result.note or ""))
-                self._line(f"{result.status:<9} {result.name} ({seconds:.1f} s) {detail}".rstrip())
+                detail = (result.output.path if result.output and result.succeeded
+                          else result.error.message if result.error else (result.note or ""))
+                self._line(f"{result.status.value:<9} {result.name} ({seconds:.1f} s) {detail}".rstrip())
             self._redraw()
 
     def tick(self) -> None:
@@ -75,19 +75,20 @@ def summary(results: list[JobResult]) -> str:
     """The table printed at the end: name, status, attempts, duration, output or error."""
     rows = [("JOB", "STATUS", "TRIES", "TIME", "OUTPUT / ERROR")]
     for r in results:
-        if r.status == "succeeded" and r.output:
+        if r.succeeded and r.output:
             detail = r.output.path
         elif r.previous is not None:  # resumed: its output is the earlier run's
             detail = f"{(r.previous.get('output') or {}).get('path', '')} (resumed)"
+        elif r.error is not None:
+            detail = f"{r.error.type}: {r.error.message}".strip(": ") or (r.note or "")
+            if r.error.run_id:
+                detail += f" (run {r.error.run_id})"
         else:
-            error = r.error or {}
-            detail = f"{error.get('type', '')}: {error.get('message', '')}".strip(": ") or (r.note or "")
-            if error.get("runId"):
-                detail += f" (run {error['runId']})"
+            detail = r.note or ""
         seconds = f"{(r.duration_ms or 0) / 1000:.1f}s" if r.duration_ms is not None else "-"
-        rows.append((r.name, r.status, str(r.attempts), seconds, detail))
+        rows.append((r.name, r.status.value, str(r.attempts), seconds, detail))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows]
-    totals = {s: sum(r.status == s for r in results) for s in ("succeeded", "failed", "skipped", "cancelled")}
+    totals = {s.value: sum(r.status is s for r in results) for s in Status}
     lines.append(", ".join(f"{count} {status}" for status, count in totals.items() if count) or "no jobs")
     return redact("\n".join(line.rstrip() for line in lines))

@@ -8,20 +8,31 @@ None: it never started, so sending again is safe. Several: we do not guess.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any
-from urllib.parse import quote
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
-from apify_jobs.failures import ConnectionDropped, HttpFailure, JobFailure, RunFailed, RunTimeoutExceeded
-from apify_jobs.http_client import ApiClient
+from apify_jobs.api.client import Answer, ApiClient
+from apify_jobs.api.failures import (
+    Cancelled,
+    ConnectionDropped,
+    HttpFailure,
+    JobFailure,
+    RecoveryFailed,
+    RunFailed,
+    RunTimeoutExceeded,
+)
+from apify_jobs.api.request import build_query
+from apify_jobs.api.retry import call_patiently
 from apify_jobs.model import SYNC_WAIT_SECONDS, Job
-from apify_jobs.request import build_query
 
 log = logging.getLogger("apify_jobs")
+T = TypeVar("T")
 
 CLOCK_SKEW = timedelta(seconds=30)  # our clock against the platform's
 PAGE = 50
@@ -62,25 +73,35 @@ class Found:
         return {0: "none", 1: "one"}.get(len(self.candidates), "several")
 
 
-def find_runs(client: ApiClient, base_url: str, job: Job, since: datetime, claims: Claims) -> Found:
+def find_runs(client: ApiClient, job: Job, since: datetime, claims: Claims, cancelled: threading.Event) -> Found:
     """The task's runs that the dropped attempt may have started (see the module's note)."""
-    url = f"{base_url.rstrip('/')}/v2/actor-tasks/{quote(job.task, safe='~')}/runs"
     threshold = since - CLOCK_SKEW
     candidates: list[dict[str, Any]] = []
     try:
         offset = 0
         while True:
             # The API has no startedAfter filter: newest first, stop at the first run older than the attempt.
-            page = client.get(url, job.http, {"desc": "true", "limit": PAGE, "offset": offset}).json()["data"]["items"]
+            page = _json(functools.partial(client.list_runs, job.task, offset=offset, limit=PAGE, desc=True), cancelled)
+            page = page["data"]["items"]
             recent = [run for run in page if _started(run) >= threshold]
             for run in recent:
-                if run["id"] not in claims and _options_match(job, run) and _input_matches(client, base_url, job, run):
+                if run["id"] not in claims and _options_match(job, run) and _input_matches(client, job, run, cancelled):
                     candidates.append(run)
             if len(page) < PAGE or len(recent) < len(page):
                 return Found(candidates)
             offset += PAGE
     except (JobFailure, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, Cancelled):
+            raise
         return Found(candidates, f"could not look for the run: {exc}")
+
+
+def _json(open_answer: Callable[[], Answer], cancelled: threading.Event) -> Any:
+    """A small JSON answer, its drops retried (never by re-sending the run)."""
+    def call() -> Any:
+        with open_answer() as answer:
+            return answer.json()
+    return call_patiently(call, cancelled)
 
 
 def _started(run: dict[str, Any]) -> datetime:
@@ -102,11 +123,10 @@ def _options_match(job: Job, run: dict[str, Any]) -> bool:
     return True
 
 
-def _input_matches(client: ApiClient, base_url: str, job: Job, run: dict[str, Any]) -> bool:
+def _input_matches(client: ApiClient, job: Job, run: dict[str, Any], cancelled: threading.Event) -> bool:
     """The run's INPUT holds every key of the job's override with the same value."""
-    url = f"{base_url.rstrip('/')}/v2/key-value-stores/{run['defaultKeyValueStoreId']}/records/INPUT"
     try:
-        run_input = client.get(url, job.http).json()
+        run_input = _json(lambda: client.get_record(run["defaultKeyValueStoreId"], "INPUT"), cancelled)
     except HttpFailure:
         return False  # no INPUT record: not a run we started
     return isinstance(run_input, dict) and all(run_input.get(k, _MISSING) == v for k, v in job.input.items())
@@ -115,41 +135,42 @@ def _input_matches(client: ApiClient, base_url: str, job: Job, run: dict[str, An
 _MISSING = object()
 
 
-def wait_for(client: ApiClient, base_url: str, job: Job, run: dict[str, Any]) -> dict[str, Any]:
+def wait_for(client: ApiClient, job: Job, run: dict[str, Any], cancelled: threading.Event) -> dict[str, Any]:
     """The run once it has finished, bounded by the job's timeout; raises RunFailed unless it SUCCEEDED."""
-    url = f"{base_url.rstrip('/')}/v2/actor-runs/{run['id']}"
     deadline = time.monotonic() + float(job.options.get("timeout") or SYNC_WAIT_SECONDS) + WAIT_FOR_FINISH
     while run.get("status") not in TERMINAL:
         if time.monotonic() > deadline:
             raise RunTimeoutExceeded(f"adopted run {run['id']} did not finish within the job's timeout; it may go on",
                                      run_id=run["id"])
-        run = get_patiently(client, url, job, {"waitForFinish": WAIT_FOR_FINISH}).json()["data"]
+        run = _poll(client, run["id"], cancelled)
     if run["status"] != "SUCCEEDED":
         raise RunFailed(f"adopted run {run['id']} ended {run['status']}", run_id=run["id"])
     return run
 
 
-def get_patiently(client: ApiClient, url: str, job: Job, params: dict[str, Any] | None = None) -> Any:
-    """A GET of an adopted run's state or output. Its drops are retried here, never by re-sending the run:
-    once a run is adopted, a failure must not lead to a second run."""
-    last: ConnectionDropped | None = None
-    for pause in (0, 1, 2):
-        time.sleep(pause)
-        try:
-            return client.get(url, job.http, params)
-        except ConnectionDropped as drop:
-            last = drop
-    raise JobFailure(f"adopted run, but could not reach it: {last}", error_type="recovery-failed")
+def _poll(client: ApiClient, run_id: str, cancelled: threading.Event) -> dict[str, Any]:
+    answer = patiently(lambda: _json(lambda: client.get_run(run_id, wait_for_finish=WAIT_FOR_FINISH), cancelled), run_id)
+    run: dict[str, Any] = answer["data"]
+    return run
 
 
-def output_url(base_url: str, job: Job, run: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    """Where the finished run's answer is: its dataset items, or its output record."""
-    base = base_url.rstrip("/")
+def patiently(call: Callable[[], T], run_id: str) -> T:
+    """A look-up of an adopted run whose drops outlasted their retries: the job fails, the run is not re-sent."""
+    try:
+        return call()
+    except ConnectionDropped as last:
+        raise RecoveryFailed(f"adopted run, but could not reach it: {last}", run_id=run_id) from None
+
+
+def open_output(client: ApiClient, job: Job, run: dict[str, Any], cancelled: threading.Event) -> Answer:
+    """The finished run's answer, as run-sync would have given it: its dataset items, or its output record."""
     if job.dataset is not None:
         query = {k: v for k, v in build_query(job) if k in job.dataset}
-        return f"{base}/v2/datasets/{run['defaultDatasetId']}/items", query
+        return patiently(lambda: call_patiently(lambda: client.dataset_items(run["defaultDatasetId"], query),
+                                                cancelled), run["id"])
     key = job.options.get("outputRecordKey", "OUTPUT")
-    return f"{base}/v2/key-value-stores/{run['defaultKeyValueStoreId']}/records/{quote(key, safe='')}", {}
+    return patiently(lambda: call_patiently(lambda: client.get_record(run["defaultKeyValueStoreId"], key), cancelled),
+                     run["id"])
 
 
 def describe(found: Found) -> str:
@@ -161,4 +182,4 @@ def describe(found: Found) -> str:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -1,0 +1,225 @@
+"""The Apify API as this tool uses it: one method an endpoint, each sending once and returning an `Answer`.
+
+`ApiClient` owns the base URL, the session (one connection pool sized to the concurrency) and the token;
+no other module builds an API URL or holds a `requests.Response`. Retrying is not done here (retry.py);
+this module sends once and says what happened: an Answer for the expected statuses, otherwise the
+failure class of the answer or of the connection error (failures.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import requests
+import requests.auth
+import requests.utils
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+
+from apify_jobs import __version__, redaction
+from apify_jobs.api.failures import ERROR_BODY_LIMIT, ConnectionDropped, JobFailure, classify, drop_of, drop_reason
+from apify_jobs.api.request import DEFAULT_BASE_URL, RunRequest
+from apify_jobs.errors import UsageError
+from apify_jobs.model import HttpTimeouts
+
+CHUNK_BYTES = 4 << 20
+TRICKLE_FLOOR = 1024
+JSON_LIMIT = 16 << 20  # a run listing of 1,000 runs is ~2 MB; anything far larger is not an answer we parse
+USER_AGENT = f"apify-jobs/{__version__}"
+LOOKUP_TIMEOUTS = HttpTimeouts(connect=10.0, read=90.0)  # GETs: waitForFinish holds one open for at most 60 s
+
+
+def check_base_url(base_url: str) -> None:
+    """The token is never sent over plain http, except to this machine."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"APIFY_API_BASE_URL {base_url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise UsageError(f"refusing to send the token over plain http to {parts.hostname}; use https "
+                         "(plain http is allowed only to a loopback address)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    import ipaddress  # only for a plain-http base URL
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    """The token goes into the Authorization header and nowhere else (its repr does not show it)."""
+
+    def __init__(self, token: str | None):
+        self._token = token
+        redaction.register(token)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self._token:
+            request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "<BearerAuth [redacted]>"
+
+
+class Answer:
+    """An answer with the expected status, its body not yet read. A context manager: leaving it closes the
+    connection. ``chunks()`` streams the body and raises ConnectionDropped if it is cut short."""
+
+    def __init__(self, response: requests.Response, read_timeout: float):
+        self._response = response
+        self._window = read_timeout
+        self.status: int = response.status_code
+        self.headers: dict[str, str] = dict(response.headers)
+        self.content_type: str | None = response.headers.get("Content-Type")
+        self.length: int | None = _content_length(response)
+
+    def __enter__(self) -> Answer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._response.close()
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body as it arrives. Silence longer than the read timeout ends it (the socket's timeout), and so
+        does a trickle: fewer than TRICKLE_FLOOR bytes in any read-timeout window (read1 returns whatever has
+        arrived, so a slow server cannot hold one read open for ever)."""
+        window_started, window_bytes = time.monotonic(), 0
+        raw = self._response.raw
+        try:
+            while True:
+                data = raw.read1(CHUNK_BYTES)
+                if not data:
+                    return
+                yield data
+                window_bytes += len(data)
+                if time.monotonic() - window_started >= self._window:
+                    if window_bytes < TRICKLE_FLOOR:
+                        raise ConnectionDropped(f"the answer trickled in: {window_bytes} bytes in {self._window:g} s; "
+                                                "giving up on it", request_sent=True)
+                    window_started, window_bytes = time.monotonic(), 0
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ConnectionDropped(f"connection dropped in the middle of the answer: {drop_reason(exc)[0]}",
+                                    request_sent=True) from None
+        finally:
+            self.close()
+
+    def read(self, limit: int) -> bytes:
+        """At most ``limit`` bytes of the body; the rest is not read."""
+        taken: list[bytes] = []
+        size = 0
+        for chunk in self.chunks():
+            taken.append(chunk[: limit - size])
+            size += len(chunk)
+            if size >= limit:
+                break
+        return b"".join(taken)
+
+    def json(self, limit: int = JSON_LIMIT) -> Any:
+        """The body parsed as JSON; a body that is not JSON (or larger than ``limit``) is a JobFailure."""
+        body = self.read(limit + 1)
+        if len(body) > limit:
+            raise JobFailure(f"the answer is larger than {limit} bytes; not parsed", self.status, "invalid-answer")
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise JobFailure(f"the answer (HTTP {self.status}) is not JSON", self.status, "invalid-answer") from None
+
+
+def _content_length(response: requests.Response) -> int | None:
+    try:
+        length = int(response.headers.get("Content-Length", ""))
+    except ValueError:
+        return None
+    return length if length >= 0 and "Content-Encoding" not in response.headers else None
+
+
+class ApiClient:
+    """The endpoints this tool calls. One instance (one connection pool sized to the concurrency) per run."""
+
+    def __init__(self, token: str | None, pool_size: int = 10, base_url: str = DEFAULT_BASE_URL):
+        self.base_url = base_url.rstrip("/")
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._session.auth = _BearerAuth(token)
+        # The environment is read once, not on every request (that cost ~0.2 ms a request): proxies
+        # (HTTPS_PROXY, NO_PROXY) and a CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) still apply;
+        # ~/.netrc never does, so nothing can replace the bearer token. TLS verification stays on.
+        self._session.trust_env = False
+        if not is_loopback(urlsplit(base_url).hostname or ""):  # the emulator is never behind a proxy
+            self._session.proxies.update(requests.utils.get_environ_proxies(base_url))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            self._session.verify = bundle
+        self._headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
+
+    def close(self) -> None:
+        self._session.close()
+
+    # --- the endpoints ---------------------------------------------------------------------------
+    def run_sync(self, request: RunRequest, timeouts: HttpTimeouts) -> Answer:
+        """POST a run-sync request once: the 201 (or 200) answer, or the failure it stands for."""
+        return self._open("POST", request.url, timeouts, (200, 201), data=request.body)
+
+    def list_runs(self, task: str, *, offset: int = 0, limit: int = 50, desc: bool = True,
+                  timeouts: HttpTimeouts = LOOKUP_TIMEOUTS) -> Answer:
+        query = {"offset": offset, "limit": limit, "desc": "true" if desc else "false"}
+        return self._get(f"/v2/actor-tasks/{quote(task, safe='~')}/runs", timeouts, query)
+
+    def get_run(self, run_id: str, *, wait_for_finish: int | None = None,
+                timeouts: HttpTimeouts = LOOKUP_TIMEOUTS) -> Answer:
+        query = {"waitForFinish": wait_for_finish} if wait_for_finish is not None else None
+        return self._get(f"/v2/actor-runs/{quote(run_id, safe='')}", timeouts, query)
+
+    def get_record(self, store_id: str, key: str, timeouts: HttpTimeouts = LOOKUP_TIMEOUTS) -> Answer:
+        return self._get(f"/v2/key-value-stores/{quote(store_id, safe='')}/records/{quote(key, safe='')}", timeouts)
+
+    def dataset_items(self, dataset_id: str, params: dict[str, str],
+                      timeouts: HttpTimeouts = LOOKUP_TIMEOUTS) -> Answer:
+        return self._get(f"/v2/datasets/{quote(dataset_id, safe='')}/items", timeouts, params)
+
+    def task_input(self, task: str, timeouts: HttpTimeouts = LOOKUP_TIMEOUTS) -> Answer:
+        return self._get(f"/v2/actor-tasks/{quote(task, safe='~')}/input", timeouts)
+
+    def abort_run(self, run_id: str, timeouts: HttpTimeouts = LOOKUP_TIMEOUTS) -> Answer:
+        return self._open("POST", f"{self.base_url}/v2/actor-runs/{quote(run_id, safe='')}/abort", timeouts, (200,))
+
+    # --- one request -----------------------------------------------------------------------------
+    def _get(self, path: str, timeouts: HttpTimeouts, query: dict[str, Any] | None = None) -> Answer:
+        url = self.base_url + path + (f"?{urlencode(query)}" if query else "")
+        return self._open("GET", url, timeouts, (200,))
+
+    def _open(self, method: str, url: str, timeouts: HttpTimeouts, ok: tuple[int, ...], **kw: Any) -> Answer:
+        """One streamed request: an Answer for an ``ok`` status, a failure class for anything else."""
+        try:
+            response = self._session.request(method, url, headers=self._headers, stream=True,
+                                             timeout=(timeouts.connect, timeouts.read), **kw)
+        except requests.ConnectTimeout as exc:
+            raise drop_of(exc, connecting=True) from None
+        except requests.RequestException as exc:
+            raise drop_of(exc) from None
+        answer = Answer(response, timeouts.read)
+        if response.status_code in ok:
+            return answer
+        try:
+            body = answer.read(ERROR_BODY_LIMIT)
+        except ConnectionDropped:
+            body = b""
+        finally:
+            answer.close()
+        raise classify(response.status_code, body, response.headers)
