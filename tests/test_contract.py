@@ -80,3 +80,25 @@ def test_recovery_requests_conform_too(tmp_path: Path) -> None:
     for call in responses.calls:
         SPEC.validate_request(RequestsOpenAPIRequest(call.request))
     assert responses.calls[4].request.url.endswith("/v2/datasets/ds1/items?format=csv&clean=true&fields=a%2Cb")
+
+
+@responses.activate
+def test_every_client_endpoint_conforms() -> None:
+    """Each ApiClient method's request fits the description: listing, run, record, items, task input, abort."""
+    from apify_jobs.api.client import ApiClient
+
+    responses.get(re.compile(BASE + r"/v2/.*"), json={"data": {"items": []}})
+    responses.post(re.compile(BASE + r"/v2/actor-runs/.*/abort"), json={"data": {}})
+    client = ApiClient("token", base_url=BASE)
+    calls = [lambda: client.list_runs("janedoe~maps", offset=100, limit=1000, desc=True),
+             lambda: client.get_run("abcdefghijklmnopq", wait_for_finish=60),
+             lambda: client.get_record("kvs1", "OUTPUT"),
+             lambda: client.dataset_items("ds1", {"format": "csv", "clean": "true"}),
+             lambda: client.task_input("janedoe~maps"),
+             lambda: client.abort_run("abcdefghijklmnopq")]
+    for call in calls:
+        with call():
+            pass
+    assert len(responses.calls) == len(calls)
+    for call in responses.calls:
+        SPEC.validate_request(RequestsOpenAPIRequest(call.request))

@@ -1,4 +1,4 @@
-"""DESIGN.md's retry table, row by row, over real sockets: the emulator counts what it received."""
+"""The README's retry table, row by row, over real sockets: the emulator counts what it received."""
 
 from __future__ import annotations
 

@@ -92,3 +92,63 @@ def test_a_client_that_goes_away_is_not_a_traceback(capsys) -> None:
         while server.state.in_flight and time.monotonic() < deadline:
             time.sleep(0.05)
     assert "Traceback" not in capsys.readouterr().err
+
+
+def _start_runs(server, count: int, user_agent: str = "apify-jobs/test (+abc)") -> None:
+    for n in range(count):
+        request = urllib.request.Request(server.url + "/v2/actor-tasks/me~t/run-sync", data=json.dumps({"n": n}).encode(),
+                                         method="POST", headers={"User-Agent": user_agent})
+        urllib.request.urlopen(request, timeout=5).read()
+
+
+def test_the_run_listing_pages_like_the_api_and_carries_meta_and_cost() -> None:
+    from apify_jobs.api.client import ApiClient
+    from apify_jobs.emulator import Emulator
+
+    with Emulator(Script.from_dict({"inputs": {"me/t": {"saved": True, "n": -1}}})) as server:
+        _start_runs(server, 5)
+        client = ApiClient(None, base_url=server.url)
+        with client.list_runs("me~t", offset=1, limit=2, desc=True) as answer:
+            data = answer.json()["data"]
+        newest_first = [r.id for r in reversed(server.state.runs)]
+        assert [r["id"] for r in data["items"]] == newest_first[1:3]
+        assert (data["total"], data["offset"], data["limit"], data["count"], data["desc"]) == (5, 1, 2, 2, True)
+        with client.list_runs("me~t", offset=4, limit=10, desc=False) as answer:
+            assert [r["id"] for r in answer.json()["data"]["items"]] == [server.state.runs[4].id]
+        run = data["items"][0]
+        assert run["meta"] == {"origin": "API", "userAgent": "apify-jobs/test (+abc)"}
+        assert run["usageTotalUsd"] > 0 and run["status"] == "SUCCEEDED"
+        with client.get_record(run["defaultKeyValueStoreId"], "INPUT") as answer:
+            assert answer.json() == {"saved": True, "n": 3}  # the saved input, the override's keys replacing it
+        with client.task_input("me~t") as answer:
+            assert answer.json() == {"saved": True, "n": -1}
+
+
+def test_abort_stops_a_running_run() -> None:
+    import threading
+
+    from apify_jobs.api.client import ApiClient
+    from apify_jobs.emulator import Emulator
+
+    with Emulator(Script.from_dict({"default": {"latency": 5}})) as server:
+        answers: list[int] = []
+
+        def start() -> None:
+            try:
+                _start_runs(server, 1)
+            except urllib.error.HTTPError as refused:
+                answers.append(refused.code)
+
+        waiting = threading.Thread(target=start, daemon=True)
+        waiting.start()
+        deadline = time.monotonic() + 5
+        while not server.state.runs and time.monotonic() < deadline:
+            time.sleep(0.02)
+        client = ApiClient(None, base_url=server.url)
+        with client.abort_run(server.state.runs[0].id) as answer:
+            assert answer.json()["data"]["status"] == "ABORTED"
+        with client.get_run(server.state.runs[0].id, wait_for_finish=1) as answer:
+            assert answer.json()["data"]["status"] == "ABORTED"
+        assert [r["kind"] for r in server.state.lookups] == ["abort-run", "get-run"]
+        waiting.join(5)
+        assert answers == [400]  # run-sync answers run-failed for the aborted run at once

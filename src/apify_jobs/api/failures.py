@@ -200,8 +200,10 @@ def drop_reason(exc: BaseException) -> tuple[str, bool]:
 def drop_of(exc: BaseException, *, connecting: bool = False) -> ConnectionDropped:
     """The ConnectionDropped a transport error before the answer stands for; ``connecting``: it is known that
     no byte of the request left (a connect timeout)."""
+    if connecting:
+        return ConnectionDropped("could not connect in time", request_sent=False)
     reason, sent = drop_reason(exc)
-    if connecting or not sent:
+    if not sent:
         return ConnectionDropped(reason if reason.startswith("could not") else f"could not connect: {reason}",
                                  request_sent=False)
     if reason == "no answer within the read timeout":

@@ -1,0 +1,129 @@
+"""The two run-sync endpoints: start a run, wait for it, answer with its output — or fail as scripted."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from apify_jobs.emulator.handler import Handler, Request, route
+from apify_jobs.emulator.script import Behaviour
+from apify_jobs.emulator.state import Run
+from apify_jobs.emulator.storage import items_as
+from apify_jobs.model import INPUT_LIMIT_BYTES
+
+
+@route("POST", "/v2/actor-tasks/{task}/{endpoint}")
+def run_sync(handler: Handler, request: Request) -> None:
+    endpoint = request.params["endpoint"]
+    if endpoint not in ("run-sync", "run-sync-get-dataset-items"):
+        handler.error(404, "page-not-found", f"Page not found: POST {request.path}")
+        return
+    state = handler.state
+    task = request.params["task"].replace("/", "~", 1)
+    with state.lock:
+        state.per_task[task] = number = state.per_task.get(task, 0) + 1
+        state.requests.append({"kind": "run-sync", "task": task, "endpoint": endpoint, "query": request.query,
+                               "body": request.body, "headers": request.headers, "number": number})
+        state.in_flight += 1
+        state.max_in_flight = max(state.max_in_flight, state.in_flight)
+    behaviour = state.script.behaviour(task, number)
+    fault = state.fault(behaviour)
+    if fault:
+        behaviour = dataclasses.replace(behaviour, drop=fault)
+    try:
+        _answer(handler, behaviour, task, endpoint, request)
+    finally:
+        with state.lock:
+            state.in_flight -= 1
+
+
+def _answer(handler: Handler, behaviour: Behaviour, task: str, endpoint: str, request: Request) -> None:
+    if len(request.body) > INPUT_LIMIT_BYTES:
+        handler.error(413, "request-too-large", "The POST payload is too large (limit: 9437184 bytes)")
+        return
+    try:
+        run_input = json.loads(request.body or b"{}")
+    except ValueError:
+        handler.error(400, "invalid-input", "Input is not valid JSON")
+        return
+    if behaviour.drop == "before-response":
+        time.sleep(behaviour.latency)
+        handler.drop()
+        return
+    refusal = {
+        "rate-limit": (429, "rate-limit-exceeded",
+                       behaviour.message or "You have exceeded the rate limit. Please try again later."),
+        "capacity": (402, behaviour.error_type or "concurrent-runs-limit-exceeded", behaviour.message or
+                     "By launching this job you will exceed the concurrent runs limit of your subscription."),
+    }.get(behaviour.respond)
+    if refusal:  # no run is started
+        time.sleep(behaviour.latency)
+        headers = {"Retry-After": str(behaviour.retry_after)} if behaviour.retry_after is not None else None
+        handler.error(behaviour.status or refusal[0], refusal[1], refusal[2], headers)
+        return
+    if behaviour.respond in ("server-error", "status"):
+        time.sleep(behaviour.latency)
+        status = behaviour.status or 500
+        if behaviour.html:
+            handler.send(status, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
+        else:
+            handler.error(status, behaviour.error_type or "internal-server-error",
+                          behaviour.message or f"Emulated answer {status}")
+        return
+    run = _start_run(handler, behaviour, task, request, run_input)
+    if behaviour.drop == "after-start":  # the run goes on; the caller never hears of it
+        handler.drop()
+        time.sleep(behaviour.latency)
+        _finish(run, behaviour)
+        return
+    run.finished.wait(behaviour.latency)  # an abort ends the wait, as it ends the run
+    _finish(run, behaviour)
+    if behaviour.respond == "run-failed" or run.status != "SUCCEEDED":
+        handler.error(400, "run-failed", f"Actor run did not succeed (run ID: {run.id}, status: {run.status})")
+        return
+    if behaviour.respond == "run-timeout":
+        handler.error(408, "run-timeout-exceeded", "Actor run exceeded the timeout of 300 seconds for this API endpoint")
+        return
+    if behaviour.body_bytes is not None:
+        cut = behaviour.body_bytes // 2 if behaviour.drop == "mid-body" else None
+        handler.stream_large(behaviour.body_bytes, run.content_type, cut)
+        return
+    if behaviour.trickle:
+        handler.trickle(run.output, run.content_type, behaviour.trickle)
+        return
+    if endpoint == "run-sync":
+        payload, content_type = run.output, run.content_type
+    else:
+        payload, content_type = items_as(run.items, request.query.get("format", "json"))
+    if behaviour.drop == "mid-body":
+        handler.send_partial(payload, content_type)
+        return
+    handler.send(201, payload, content_type)
+
+
+def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Request, run_input: Any) -> Run:
+    echo = {"taskId": task, "input": run_input, "options": request.query}
+    output = json.dumps(echo, ensure_ascii=False).encode("utf-8")
+    saved = handler.state.script.inputs.get(task, {})
+    # The run's INPUT: the task's saved input, the override's top-level keys replacing its own.
+    full_input = {**saved, **run_input} if isinstance(run_input, dict) else run_input
+    content_type = behaviour.content_type or ("application/json; charset=utf-8" if behaviour.body_bytes is None
+                                              else "application/octet-stream")
+    run = Run(id=secrets.token_hex(9)[:17], task=task, input=full_input, options=request.query,
+              started_at=datetime.now(UTC), status="RUNNING", output=output, content_type=content_type,
+              items=[echo], user_agent=request.headers.get("User-Agent"), body_bytes=behaviour.body_bytes)
+    with handler.state.lock:
+        handler.state.runs.append(run)
+    return run
+
+
+def _finish(run: Run, behaviour: Behaviour) -> None:
+    if run.finished.is_set():  # aborted meanwhile
+        return
+    run.status = "FAILED" if behaviour.respond == "run-failed" else behaviour.run_status
+    run.finished_at = datetime.now(UTC)
+    run.finished.set()

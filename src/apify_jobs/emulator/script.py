@@ -1,0 +1,97 @@
+"""What the emulator is told to do: a behaviour per task (or per request of a task), and platform quirks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RESPONSES = {"ok", "run-failed", "run-timeout", "rate-limit", "capacity", "server-error", "status"}
+DROPS = {None, "before-response", "mid-body", "after-start"}
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How the emulator answers one run-sync request."""
+
+    latency: float = 0.0
+    respond: str = "ok"
+    status: int | None = None
+    error_type: str | None = None
+    retry_after: float | None = None
+    html: bool = False
+    drop: str | None = None
+    body_bytes: int | None = None
+    content_type: str | None = None
+    run_status: str = "SUCCEEDED"
+    message: str | None = None
+    trickle: float | None = None
+    fault_rate: float = 0.0
+
+    KEYS = ("latency", "respond", "status", "errorType", "retryAfter", "html", "drop", "bodyBytes", "contentType",
+            "runStatus", "message", "trickle", "faultRate")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Behaviour:
+        unknown = set(raw) - set(cls.KEYS)
+        if unknown:
+            raise ValueError(f"unknown behaviour keys {sorted(unknown)}; known: {sorted(cls.KEYS)}")
+        behaviour = cls(latency=float(raw.get("latency", 0)), respond=raw.get("respond", "ok"),
+                        status=raw.get("status"), error_type=raw.get("errorType"), retry_after=raw.get("retryAfter"),
+                        html=bool(raw.get("html", False)), drop=raw.get("drop"), body_bytes=raw.get("bodyBytes"),
+                        content_type=raw.get("contentType"), run_status=raw.get("runStatus", "SUCCEEDED"),
+                        message=raw.get("message"), trickle=raw.get("trickle"),
+                        fault_rate=float(raw.get("faultRate", 0)))
+        if behaviour.respond not in RESPONSES or behaviour.drop not in DROPS:
+            raise ValueError(f"respond must be one of {sorted(RESPONSES)}, drop one of {sorted(d for d in DROPS if d)}")
+        return behaviour
+
+
+@dataclass
+class Script:
+    """Behaviours by task: one behaviour for every request, or a list (request n takes item n, the last repeats).
+    ``inputs``: each task's saved input, which a run's INPUT starts from (the request's keys replace its own)."""
+
+    tasks: dict[str, list[Behaviour]] = field(default_factory=dict)
+    default: Behaviour = field(default_factory=Behaviour)
+    seed: int = 0  # of the random faults (`faultRate`), so that a failing run can be replayed
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    KEYS = ("tasks", "default", "seed", "inputs")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> Script:
+        raw = raw or {}
+        unknown = set(raw) - set(cls.KEYS)
+        if unknown:
+            raise ValueError(f"unknown script keys {sorted(unknown)}; known: {sorted(cls.KEYS)}")
+        tasks = {}
+        for task, spec in (raw.get("tasks") or {}).items():
+            steps = spec if isinstance(spec, list) else [spec]
+            tasks[_task_id(task)] = [Behaviour.from_dict(step or {}) for step in steps]
+        inputs = {_task_id(task): dict(saved) for task, saved in (raw.get("inputs") or {}).items()}
+        return cls(tasks, Behaviour.from_dict(raw.get("default") or {}), int(raw.get("seed", 0)), inputs)
+
+    def behaviour(self, task: str, number: int) -> Behaviour:
+        steps = self.tasks.get(task)
+        if not steps:
+            return self.default
+        return steps[min(number, len(steps)) - 1]
+
+
+def _task_id(task: str) -> str:
+    return task.replace("/", "~", 1)
+
+
+def load_script(path: str | None) -> Script:
+    """The script at ``path`` (none: echo everything); a bad one is a usage error, one line."""
+    from apify_jobs.errors import UsageError
+    from apify_jobs.jobfile.yaml_loader import YamlError, load_file
+
+    if not path:
+        return Script()
+    try:
+        return Script.from_dict(load_file(path).data)
+    except YamlError as exc:
+        raise UsageError(f"emulator script: {exc}") from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise UsageError(f"emulator script {path}: {exc}") from None

@@ -1,0 +1,104 @@
+"""What the emulator saw and keeps: the requests (which tests count) and the runs it 'started'."""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from apify_jobs.emulator.script import Behaviour, Script
+
+USD_PER_RUN, USD_PER_SECOND = 0.0005, 0.0001  # invented prices: enough for cost figures to add up in tests
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Run:
+    id: str
+    task: str
+    input: Any  # the run's INPUT record: the task's saved input with the request's keys replacing its own
+    options: dict[str, str]
+    started_at: datetime
+    status: str
+    output: bytes
+    content_type: str
+    items: list[Any]
+    user_agent: str | None = None
+    origin: str = "API"
+    body_bytes: int | None = None  # a large generated output (`bodyBytes`), made on the fly, never held
+    finished_at: datetime | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def store_id(self) -> str:
+        return f"kvs{self.id}"
+
+    @property
+    def dataset_id(self) -> str:
+        return f"ds{self.id}"
+
+    def usage_usd(self, now: datetime) -> float:
+        seconds = ((self.finished_at or now) - self.started_at).total_seconds()
+        return round(USD_PER_RUN + max(seconds, 0.0) * USD_PER_SECOND, 6)
+
+    def as_api(self, now: datetime) -> dict[str, Any]:
+        """The run object, as the listing (RunShort) and the run endpoint show it."""
+        options = {"build": self.options.get("build", "latest"),
+                   "timeoutSecs": int(float(self.options.get("timeout", 3600))),
+                   "memoryMbytes": int(float(self.options.get("memory", 1024)))}
+        return {"id": self.id, "actId": "emulatedActor00001", "actorTaskId": self.task, "status": self.status,
+                "startedAt": iso(self.started_at), "finishedAt": iso(self.finished_at) if self.finished_at else None,
+                "buildId": "emulatedBuild0001", "buildNumber": "0.0.1",
+                "meta": {"origin": self.origin, "userAgent": self.user_agent},
+                "usageTotalUsd": self.usage_usd(now),
+                "defaultKeyValueStoreId": self.store_id, "defaultDatasetId": self.dataset_id,
+                "defaultRequestQueueId": f"rq{self.id}", "options": options}
+
+
+class State:
+    """What the emulator saw: counts the tests assert on, and the runs it 'started'."""
+
+    def __init__(self, script: Script):
+        self.script = script
+        self.lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []  # run-sync requests: what costs money
+        self.lookups: list[dict[str, Any]] = []  # everything else: listings, run polls, records, aborts
+        self.per_task: dict[str, int] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.runs: list[Run] = []
+        self.random = random.Random(script.seed)
+
+    def record_lookup(self, kind: str, path: str, query: dict[str, str], headers: dict[str, str]) -> None:
+        with self.lock:
+            self.lookups.append({"kind": kind, "path": path, "query": query, "headers": headers})
+
+    def fault(self, behaviour: Behaviour) -> str | None:
+        """A random drop for this request, if the behaviour asks for them."""
+        with self.lock:
+            if behaviour.fault_rate <= 0 or self.random.random() >= behaviour.fault_rate:
+                return None
+            return self.random.choice(("before-response", "mid-body"))
+
+    def run_by(self, **match: str) -> Run | None:
+        """The run whose ``id``, ``store_id`` or ``dataset_id`` is the given one."""
+        with self.lock:
+            return next((r for r in self.runs if all(getattr(r, k) == v for k, v in match.items())), None)
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {"requests": len(self.requests), "perTask": dict(self.per_task), "inFlight": self.in_flight,
+                    "maxInFlight": self.max_in_flight, "runs": len(self.runs)}
+
+    def run_sync_requests(self, task: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.requests if r["kind"] == "run-sync" and (task is None or r["task"] == task)]
+
+    def lookups_of(self, kind: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.lookups if r["kind"] == kind]

@@ -1,0 +1,133 @@
+"""The executor through its `run=` seam: caps, needs, fail-fast, a batch stopped by 401/403, interrupts and its
+worker threads — no sockets, a fake job runner that records what it was asked to run."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+
+from apify_jobs.api.client import ApiClient
+from apify_jobs.api.request import build_request
+from apify_jobs.model import Job, JobError, JobFile, JobResult, Status
+from apify_jobs.outputs.destination import LocalFolder
+from apify_jobs.reports.progress import Progress
+from apify_jobs.running.executor import Executor
+from apify_jobs.running.runner import RunContext, new_result
+from apify_jobs.running.selection import select
+from tests.helpers import make_job
+
+
+class FakeRunner:
+    """Runs a job by sleeping; fails the names in ``fail`` (with ``stops_batch`` for those in ``refuse``)."""
+
+    def __init__(self, seconds: float = 0.02, fail: frozenset[str] = frozenset(), refuse: frozenset[str] = frozenset()):
+        self.seconds, self.fail, self.refuse = seconds, fail, refuse
+        self.lock = threading.Lock()
+        self.started: list[str] = []
+        self.running = 0
+        self.most = 0
+
+    def __call__(self, job: Job, context: RunContext) -> JobResult:
+        with self.lock:
+            self.started.append(job.name)
+            self.running += 1
+            self.most = max(self.most, self.running)
+        context.cancelled.wait(self.seconds)
+        with self.lock:
+            self.running -= 1
+        result = new_result(job, build_request(job))
+        if context.cancelled.is_set():  # as the real runner: a request cut off by Ctrl-C
+            result.status, result.attempts = Status.CANCELLED, 1
+        elif job.name in self.fail or job.name in self.refuse:
+            result.status = Status.FAILED
+            result.error = JobError("http-403" if job.name in self.refuse else "run-failed", "no",
+                                    stops_batch=job.name in self.refuse)
+        else:
+            result.status = Status.SUCCEEDED
+        return result
+
+
+def files(tmp_path: Path, *groups: tuple[list[dict], int, bool]) -> list[JobFile]:
+    out = []
+    for index, (specs, concurrency, fail_fast) in enumerate(groups):
+        jobs = []
+        for spec in specs:
+            job = make_job(tmp_path, {"task": "me~t", **{k: v for k, v in spec.items() if k != "needs"}})
+            job.needs = spec.get("needs", [])
+            jobs.append(job)
+        out.append(JobFile(f"f{index}.yaml", "0" * 64, concurrency, fail_fast, jobs))
+    return out
+
+
+def execute(tmp_path: Path, job_files: list[JobFile], runner: FakeRunner, global_cap: int | None = None,
+            fail_fast: bool = False) -> tuple[Executor, list[JobResult], str]:
+    plan = select(job_files, [], None, global_cap, fail_fast)
+    stream = io.StringIO()
+    progress = Progress(len(plan.entries), stream=stream)
+    context = RunContext(ApiClient(None, base_url="http://127.0.0.1:9"), LocalFolder(str(tmp_path / "out")))
+    executor = Executor(plan, context, progress, run=runner)
+    return executor, executor.run(), stream.getvalue()
+
+
+def test_caps_of_files_and_of_the_run(tmp_path: Path) -> None:
+    runner = FakeRunner(0.05)
+    many = [{"name": f"a{i}"} for i in range(8)]
+    _, results, _ = execute(tmp_path, files(tmp_path, (many, 3, False)), runner)
+    assert runner.most == 3 and all(r.succeeded for r in results)
+    runner = FakeRunner(0.05)
+    _, results, _ = execute(tmp_path, files(tmp_path, (many, 3, False), ([{"name": "b"}, {"name": "c"}], 2, False)),
+                            runner, global_cap=2)
+    assert runner.most == 2 and len(results) == 10
+
+
+def test_needs_wait_and_a_failed_need_skips(tmp_path: Path) -> None:
+    runner = FakeRunner(fail=frozenset({"first"}))
+    specs = [{"name": "second", "needs": ["first"]}, {"name": "first"}, {"name": "free"}]
+    _, results, lines = execute(tmp_path, files(tmp_path, (specs, 4, False)), runner)
+    by_name = {r.name: r for r in results}
+    assert "second" not in runner.started
+    assert by_name["second"].status is Status.SKIPPED and "needs first, which failed" in by_name["second"].error.message
+    assert by_name["free"].succeeded and "skipped   second" in lines
+
+
+def test_fail_fast_cancels_the_rest_with_a_line_each(tmp_path: Path) -> None:
+    runner = FakeRunner(fail=frozenset({"a0"}))
+    specs = [{"name": f"a{i}"} for i in range(4)]
+    _, results, lines = execute(tmp_path, files(tmp_path, (specs, 1, True), ([{"name": "other"}], 1, False)), runner)
+    assert sorted(runner.started) == ["a0", "other"]  # the other file is not stopped by this file's failFast
+    cancelled = [r.name for r in results if r.status is Status.CANCELLED]
+    assert cancelled == ["a1", "a2", "a3"]
+    assert all(f"cancelled {name}" in lines for name in cancelled)
+
+
+def test_a_refused_job_stops_every_file(tmp_path: Path) -> None:
+    runner = FakeRunner(refuse=frozenset({"a0"}))
+    _, results, lines = execute(tmp_path, files(tmp_path, ([{"name": f"a{i}"} for i in range(3)], 1, False),
+                                                ([{"name": f"b{i}"} for i in range(3)], 1, False)), runner,
+                                global_cap=1)
+    assert runner.started == ["a0"]
+    assert sum(r.status is Status.CANCELLED for r in results) == 5 and lines.count("cancelled ") == 5
+
+
+def test_interrupt_cancels_running_and_waiting_jobs(tmp_path: Path) -> None:
+    runner = FakeRunner(5.0)
+    plan_files = files(tmp_path, ([{"name": f"a{i}"} for i in range(4)], 2, False))
+    plan = select(plan_files, [], None, None, False)
+    context = RunContext(ApiClient(None, base_url="http://127.0.0.1:9"), LocalFolder(str(tmp_path / "out")))
+    executor = Executor(plan, context, Progress(4, stream=io.StringIO()), run=runner)
+    threading.Timer(0.2, executor.interrupt).start()
+    started = time.monotonic()
+    results = executor.run()
+    assert time.monotonic() - started < 2.5
+    assert [r.status for r in results] == [Status.CANCELLED] * 4
+    assert [r.attempts for r in results] == [1, 1, 0, 0]  # the running two were sent; the others never
+
+
+def test_worker_threads_end_when_run_returns(tmp_path: Path) -> None:
+    before = {t for t in threading.enumerate() if t.name.startswith("worker-")}
+    for _ in range(3):
+        execute(tmp_path, files(tmp_path, ([{"name": f"a{i}"} for i in range(6)], 3, False)), FakeRunner(0.0))
+    after = {t for t in threading.enumerate() if t.name.startswith("worker-")}
+    assert after <= before
