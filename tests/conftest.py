@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -75,3 +76,18 @@ def _forget_registered_secrets():
 
     yield
     redaction._secrets.clear()
+
+
+@pytest.fixture(autouse=True)
+def _quick_second_looks(monkeypatch):
+    """Recovery looks again over seconds before it concludes that a dropped attempt started no run (run
+    look-ups are eventually consistent); in-process tests shorten that window. test_e2e_identity.py checks
+    the real one against an emulator that shows new runs late."""
+    from apify_jobs.api import recovery
+    from apify_jobs.running import run_facts
+
+    monkeypatch.setattr(recovery, "LOOK_AGAIN", (0.05, 0.1))
+    monkeypatch.setattr(run_facts, "LOOK_AGAIN_AFTER", 0.1)
+    quick = dataclasses.replace(recovery.LOOKUP_POLICY, initial=0.01, max_wait=0.05)
+    monkeypatch.setattr(recovery, "LOOKUP_POLICY", quick)
+    monkeypatch.setattr(run_facts, "LOOKUP_POLICY", quick)

@@ -56,30 +56,49 @@ def test_a_malformed_request_would_be_caught(tmp_path: Path) -> None:
         SPEC.validate_request(RequestsOpenAPIRequest(prepared))
 
 
+@pytest.mark.parametrize("records_agent", [True, False])
 @responses.activate
-def test_recovery_requests_conform_too(tmp_path: Path) -> None:
-    """The look-ups of drop recovery (runs list, INPUT, run wait, dataset items) fit the description."""
+def test_recovery_requests_conform_too(tmp_path: Path, records_agent: bool) -> None:
+    """The look-ups of drop recovery fit the description: by identity (runs list, run wait, dataset items) and
+    by the fallback where the platform records no user agent (task input and INPUT record too)."""
+    from email.utils import formatdate
+
     import requests
 
-    from apify_jobs.api.recovery import now_utc
+    from apify_jobs.model import now
 
-    started = now_utc().isoformat().replace("+00:00", "Z")
-    run = {"id": "abcdefghijklmnopq", "status": "RUNNING", "startedAt": started,
-           "defaultKeyValueStoreId": "kvs1", "defaultDatasetId": "ds1"}
-    responses.post(BASE + "/v2/actor-tasks/me~t/run-sync-get-dataset-items", body=requests.ConnectionError("reset"))
-    responses.get(BASE + "/v2/actor-tasks/me~t/runs", json={"data": {"items": [run]}})
+    sent: list[str] = []
+
+    def drop(request):
+        sent.append(request.headers["User-Agent"])
+        raise requests.ConnectionError("reset")
+
+    def listing(request):
+        run = {"id": "abcdefghijklmnopq", "actId": "a", "status": "RUNNING", "startedAt": now(), "buildId": "b",
+               "meta": {"origin": "API", "userAgent": sent[-1] if records_agent else None}, "usageTotalUsd": 0.1,
+               "defaultKeyValueStoreId": "kvs1", "defaultDatasetId": "ds1", "defaultRequestQueueId": "rq1"}
+        return 200, {"Date": formatdate(usegmt=True)}, json.dumps({"data": {"items": [run]}})
+
+    responses.add_callback(responses.POST, BASE + "/v2/actor-tasks/me~t/run-sync-get-dataset-items", callback=drop)
+    responses.add_callback(responses.GET, BASE + "/v2/actor-tasks/me~t/runs", callback=listing)
+    responses.get(BASE + "/v2/actor-tasks/me~t/input", json={"saved": True})
     responses.get(BASE + "/v2/key-value-stores/kvs1/records/INPUT", json={"q": 1, "saved": True})
-    responses.get(BASE + "/v2/actor-runs/abcdefghijklmnopq", json={"data": {**run, "status": "SUCCEEDED"}})
+    responses.get(BASE + "/v2/actor-runs/abcdefghijklmnopq", json={"data": {"id": "abcdefghijklmnopq",
+                                                                            "status": "SUCCEEDED"}})
     responses.get(BASE + "/v2/datasets/ds1/items", body=b"a,b\n", content_type="text/csv")
     job = make_job(tmp_path, {"name": "d", "task": "me~t", "input": {"q": 1},
                               "dataset": {"format": "csv", "clean": True, "fields": ["a", "b"]}})
     result = run_job(job, RunContext(ApiClient("token", base_url=BASE), LocalFolder(str(tmp_path / "out"))))
     assert result.status == "succeeded" and result.recovery.run_id == "abcdefghijklmnopq"
+    assert result.recovery.looks[0].method == ("identity" if records_agent else "input")
     assert (tmp_path / "out" / "d.csv").read_bytes() == b"a,b\n"
-    assert [c.request.method for c in responses.calls] == ["POST", "GET", "GET", "GET", "GET"]
+    paths = [c.request.url.split("?")[0].removeprefix(BASE) for c in responses.calls]
+    lookups = ["/v2/actor-tasks/me~t/input", "/v2/key-value-stores/kvs1/records/INPUT"] if not records_agent else []
+    assert paths == ["/v2/actor-tasks/me~t/run-sync-get-dataset-items", "/v2/actor-tasks/me~t/runs", *lookups,
+                     "/v2/actor-runs/abcdefghijklmnopq", "/v2/datasets/ds1/items"]
     for call in responses.calls:
         SPEC.validate_request(RequestsOpenAPIRequest(call.request))
-    assert responses.calls[4].request.url.endswith("/v2/datasets/ds1/items?format=csv&clean=true&fields=a%2Cb")
+    assert responses.calls[-1].request.url.endswith("/v2/datasets/ds1/items?format=csv&clean=true&fields=a%2Cb")
 
 
 @responses.activate

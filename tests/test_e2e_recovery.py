@@ -57,8 +57,11 @@ def test_no_run_found_means_it_never_started_so_it_is_sent_again(cli, emulator, 
     assert jobs["a"]["recovery"]["looks"][0]["found"] == "none"
 
 
+NO_AGENT = {"recordUserAgent": False}  # a platform that does not record user agents: recovery matches inputs
+
+
 def test_several_candidates_are_not_guessed(cli, emulator, tmp_path: Path) -> None:
-    server = emulator({"tasks": {"me~t": [{}, {"drop": "after-start"}, {}]}})
+    server = emulator({"tasks": {"me~t": [{}, {"drop": "after-start"}, {}]}, "platform": NO_AGENT})
     code, jobs, _, _ = run(cli, tmp_path, f"""
         jobs:
           - {{name: first, task: me~t}}
@@ -71,7 +74,7 @@ def test_several_candidates_are_not_guessed(cli, emulator, tmp_path: Path) -> No
 
 
 def test_several_candidates_with_no_attempt_left_fail_without_sending(cli, emulator, tmp_path: Path) -> None:
-    server = emulator({"tasks": {"me~t": [{}, {"drop": "after-start"}, {}]}})
+    server = emulator({"tasks": {"me~t": [{}, {"drop": "after-start"}, {}]}, "platform": NO_AGENT})
     code, jobs, _, _ = run(cli, tmp_path, """
         jobs:
           - {name: first, task: me~t}
@@ -103,7 +106,7 @@ def test_dataset_job_adopts_and_fetches_items_with_its_parameters(cli, emulator,
 
 
 def test_a_run_started_with_other_options_is_not_adopted(cli, emulator, tmp_path: Path) -> None:
-    server = emulator({"tasks": {"me~t": [{}, {"drop": "after-start"}, {}]}})
+    server = emulator({"tasks": {"me~t": [{}, {"drop": "after-start"}, {}]}, "platform": NO_AGENT})
     code, jobs, _, _ = run(cli, tmp_path, f"""
         jobs:
           - {{name: small, task: me~t, options: {{memory: 256}}}}

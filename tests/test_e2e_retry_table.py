@@ -38,7 +38,9 @@ def test_201_writes_the_output_and_reports_it(cli, emulator, tmp_path: Path) -> 
     whole = read_report(out)
     assert whole["files"] == [{"path": str(tmp_path / "jobs.yaml"),
                                "sha256": hashlib.sha256((tmp_path / "jobs.yaml").read_bytes()).hexdigest()}]
-    assert whole["totals"] == {"jobs": 1, "succeeded": 1, "failed": 0, "skipped": 0, "cancelled": 0}
+    assert whole["totals"] == {"jobs": 1, "succeeded": 1, "failed": 0, "skipped": 0, "cancelled": 0,
+                               "usageTotalUsd": entry["usageTotalUsd"], "usagePreliminary": True}
+    assert entry["runId"] == server.state.runs[0].id and entry["usageTotalUsd"] > 0
     assert whole["tool"]["version"] and entry["startedAt"] <= entry["finishedAt"] and entry["durationMs"] >= 0
 
 
@@ -103,7 +105,7 @@ def test_run_failed_and_408_are_never_retried(cli, emulator, tmp_path: Path, beh
     server = emulator({"tasks": {"me~t": behaviour}})
     code, jobs, out, _ = run(cli, tmp_path, f"""
         jobs:
-          - {{name: a, task: me~t, {ALL_CLASSES}}}
+          - {{name: a, task: me~t, follow: false, {ALL_CLASSES}}}
         """)
     assert code == 1 and server.state.per_task == {"me~t": 1}
     entry = jobs["a"]

@@ -70,7 +70,7 @@ def test_every_problem_of_every_file_is_reported(write) -> None:
         """)
     two = write("a/two.yaml", "version: 2\njobs: []\n")
     found = problems(one.parent)
-    assert f"{one}:5:5: jobs[0]: unknown key 'colour'; allowed: name, task, input, inputFile, options, dataset, output, needs, matrix, retry, http" in found
+    assert f"{one}:5:5: jobs[0]: unknown key 'colour'; allowed: name, task, input, inputFile, options, dataset, output, needs, matrix, retry, http, follow" in found
     assert f"{two}:1:10: version: must be 1, not 2" in found
     assert f"{two}:2:7: jobs: must not be empty" in found
     assert f"{one}:8:13: needs unknown job 'nope'; jobs of this file: a" in found
@@ -134,11 +134,26 @@ def test_input_over_nine_mib_is_refused(write) -> None:
     assert problems(path) == [f"{path}:5:12: input is 9,437,195 bytes as JSON, over the API's 9 MiB request limit"]
 
 
-def test_timeout_over_300_is_a_warning(write) -> None:
-    path = write("j.yaml", "version: 1\njobs:\n  - {name: a, task: me~t, options: {timeout: 400}}\n")
+def test_timeout_over_300_is_a_warning_only_without_follow(write) -> None:
+    path = write("j.yaml", "version: 1\njobs:\n  - {name: a, task: me~t, options: {timeout: 400}, follow: false}\n")
     _, warnings = jobfile.load([str(path)])
     assert [str(w) for w in warnings] == [
-        f"{path}:3:46: warning: timeout 400 is over 300 s: run-sync answers 408 after 300 s while the run goes on (and is billed)"]
+        f"{path}:3:46: warning: timeout 400 is over 300 s: run-sync answers 408 after 300 s while the run goes on "
+        "(and is billed), and `follow: false` fails the job then"]
+    followed = write("k.yaml", "version: 1\njobs:\n  - {name: a, task: me~t, options: {timeout: 400}}\n")
+    files, warnings = jobfile.load([str(followed)])
+    assert warnings == [] and files[0].jobs[0].follow == 3600.0
+
+
+@pytest.mark.parametrize(("follow", "message"), [
+    ("{maxWait: 0}", "jobs[0].follow.maxWait: must be > 0, not 0"),
+    ("{maxWait: soon}", "jobs[0].follow.maxWait: must be a number, not string \"soon\""),
+    ("true", "jobs[0].follow: must be a mapping, not boolean true"),
+])
+def test_follow_max_wait_must_be_a_positive_number(write, follow: str, message: str) -> None:
+    path = write("j.yaml", f"version: 1\njobs:\n  - name: a\n    task: me~t\n    follow: {follow}\n")
+    [found] = problems(path)
+    assert found.startswith(f"{path}:5:") and found.endswith(message)
 
 
 def test_defaults_deep_merge_and_job_wins(write) -> None:

@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="skip jobs the report shows done with the same request")
     run.add_argument("--shard", metavar="I/N", help="run a stable 1/N slice of the jobs")
     run.add_argument("--emulator", action="store_true", help="run against the built-in emulator; no token needed")
+    run.add_argument("--no-run-facts", dest="run_facts", action="store_false",
+                     help="do not look up each job's run (ID, status, cost) after the batch")
+    run.add_argument("--abort-on-interrupt", action="store_true",
+                     help="on Ctrl-C or SIGTERM, also abort the runs still going on the platform")
     run.add_argument("--emulator-script", metavar="FILE", help=argparse.SUPPRESS)
     loudness = run.add_mutually_exclusive_group()
     loudness.add_argument("-q", "--quiet", action="store_true", help="print only the summary's failures")

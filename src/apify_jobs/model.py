@@ -9,6 +9,7 @@ from typing import Any
 
 INPUT_LIMIT_BYTES = 9 * 1024 * 1024  # run-sync refuses larger bodies with 413
 SYNC_WAIT_SECONDS = 300  # run-sync answers 408 after this while the run goes on
+FOLLOW_MAX_WAIT = 3600.0  # how long a run past run-sync's 300 s is followed, by default
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Job:
     retry: RetryPolicy
     http: HttpTimeouts
     position: tuple[int, int] = (1, 1)
+    follow: float | None = FOLLOW_MAX_WAIT  # seconds to follow a run past 408; None: `follow: false`
 
     @property
     def endpoint(self) -> str:
@@ -79,6 +81,10 @@ class Status(enum.StrEnum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def console_url(run_id: str) -> str:
+    return f"https://console.apify.com/view/runs/{run_id}"
 
 
 def now() -> str:
@@ -111,15 +117,17 @@ class JobError:
 
 @dataclass(frozen=True)
 class RecoveryLook:
-    """One look for the run a dropped attempt may have started."""
+    """One look for the run an attempt started (after a drop, or a 408 followed)."""
 
     attempt: int
     found: str  # none | one | several | unknown
     run_ids: list[str]
     note: str
+    method: str = "identity"  # identity | input (the fallback where the platform records no user agent)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"attempt": self.attempt, "found": self.found, "runIds": self.run_ids, "note": self.note}
+        return {"attempt": self.attempt, "found": self.found, "runIds": self.run_ids, "note": self.note,
+                "method": self.method}
 
 
 @dataclass
@@ -127,9 +135,48 @@ class Recovery:
     adopted: bool = False
     run_id: str | None = None
     looks: list[RecoveryLook] = field(default_factory=list)
+    followed: bool = False  # adopted after a 408, not after a drop
 
     def to_dict(self) -> dict[str, Any]:
-        return {"adopted": self.adopted, "runId": self.run_id, "looks": [look.to_dict() for look in self.looks]}
+        return {"adopted": self.adopted, "runId": self.run_id, "followed": self.followed,
+                "looks": [look.to_dict() for look in self.looks]}
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """A run as the platform's run listing shows it, found by an attempt's identity."""
+
+    run_id: str
+    status: str | None = None
+    usage_total_usd: float | None = None
+    dataset_id: str | None = None
+    store_id: str | None = None
+    preliminary: bool = False  # it had just finished: the platform may still revise its cost
+
+    @property
+    def console_url(self) -> str:
+        return console_url(self.run_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"runId": self.run_id, "runStatus": self.status, "usageTotalUsd": self.usage_total_usd,
+                                 "defaultDatasetId": self.dataset_id, "defaultKeyValueStoreId": self.store_id,
+                                 "consoleUrl": self.console_url}
+        if self.preliminary:
+            entry["usagePreliminary"] = True
+        return entry
+
+
+@dataclass
+class GoingRun:
+    """A run a cancelled job started that was still going when the batch was interrupted."""
+
+    job: str
+    run_id: str
+    aborted: bool = False
+
+    @property
+    def console_url(self) -> str:
+        return console_url(self.run_id)
 
 
 @dataclass
@@ -151,7 +198,15 @@ class JobResult:
     resumed: bool = False
     note: str | None = None
     recovery: Recovery | None = None
+    attempt_ids: list[str] = field(default_factory=list)  # each attempt's identity, in order
+    run: RunFacts | None = None  # the run of the last attempt that started one (run facts)
+    other_runs: list[RunFacts] = field(default_factory=list)  # runs earlier attempts started (paid for too)
+    facts_note: str | None = None  # why no run facts are shown
     previous: dict[str, Any] | None = None  # the earlier report's entry this job was resumed from
+
+    @property
+    def runs(self) -> list[RunFacts]:
+        return [*self.other_runs, *([self.run] if self.run else [])]
 
     @property
     def succeeded(self) -> bool:
@@ -179,4 +234,11 @@ class JobResult:
         if self.note:
             entry["note"] = self.note
         entry["recovery"] = self.recovery.to_dict() if self.recovery else None
+        entry["attemptIds"] = self.attempt_ids
+        if self.run:
+            entry.update(self.run.to_dict())
+        if self.other_runs:
+            entry["otherRuns"] = [run.to_dict() for run in self.other_runs]
+        if self.facts_note:
+            entry["runFactsNote"] = self.facts_note
         return entry

@@ -24,6 +24,7 @@ from requests.adapters import HTTPAdapter
 
 from apify_jobs import __version__, redaction
 from apify_jobs.api.failures import ERROR_BODY_LIMIT, ConnectionDropped, JobFailure, classify, drop_of, drop_reason
+from apify_jobs.api.identity import user_agent
 from apify_jobs.api.request import DEFAULT_BASE_URL, RunRequest
 from apify_jobs.errors import UsageError
 from apify_jobs.model import HttpTimeouts
@@ -172,9 +173,11 @@ class ApiClient:
         self._session.close()
 
     # --- the endpoints ---------------------------------------------------------------------------
-    def run_sync(self, request: RunRequest, timeouts: HttpTimeouts) -> Answer:
-        """POST a run-sync request once: the 201 (or 200) answer, or the failure it stands for."""
-        return self._open("POST", request.url, timeouts, (200, 201), data=request.body)
+    def run_sync(self, request: RunRequest, timeouts: HttpTimeouts, attempt_id: str | None = None) -> Answer:
+        """POST a run-sync request once: the 201 (or 200) answer, or the failure it stands for. ``attempt_id``
+        goes into the User-Agent, where the run's `meta.userAgent` keeps it (identity.py)."""
+        headers = {**self._headers, "User-Agent": user_agent(attempt_id)} if attempt_id else None
+        return self._open("POST", request.url, timeouts, (200, 201), data=request.body, headers=headers)
 
     def list_runs(self, task: str, *, offset: int = 0, limit: int = 50, desc: bool = True,
                   timeouts: HttpTimeouts = LOOKUP_TIMEOUTS) -> Answer:
@@ -204,10 +207,11 @@ class ApiClient:
         url = self.base_url + path + (f"?{urlencode(query)}" if query else "")
         return self._open("GET", url, timeouts, (200,))
 
-    def _open(self, method: str, url: str, timeouts: HttpTimeouts, ok: tuple[int, ...], **kw: Any) -> Answer:
+    def _open(self, method: str, url: str, timeouts: HttpTimeouts, ok: tuple[int, ...],
+              headers: dict[str, str] | None = None, **kw: Any) -> Answer:
         """One streamed request: an Answer for an ``ok`` status, a failure class for anything else."""
         try:
-            response = self._session.request(method, url, headers=self._headers, stream=True,
+            response = self._session.request(method, url, headers=headers or self._headers, stream=True,
                                              timeout=(timeouts.connect, timeouts.read), **kw)
         except requests.ConnectTimeout as exc:
             raise drop_of(exc, connecting=True) from None

@@ -88,6 +88,12 @@ class RecoveryFailed(JobFailure):
     error_type = "recovery-failed"
 
 
+class FollowTimeout(JobFailure):
+    """A run followed past run-sync's 300 s (or adopted) did not finish within `follow.maxWait`; it goes on."""
+
+    error_type = "follow-timeout"
+
+
 class OutputFailure(JobFailure):
     """The answer arrived but could not be written (disk full, a path that leads out of the folder)."""
 

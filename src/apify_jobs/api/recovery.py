@@ -1,112 +1,143 @@
-"""Drop recovery: find the run a dropped run-sync request started, and adopt it instead of paying for another.
+"""Finding, waiting for and collecting the run an attempt started: after a drop (adopt it instead of paying
+for a second run) and after a 408 (follow it past run-sync's 300 s).
 
-After a drop the request may or may not have started a run. We list the task's newest runs, keep those
-started since just before the attempt, not claimed by another job of this batch, and whose INPUT record
-holds the job's input override. Exactly one: wait for it and fetch what run-sync would have answered.
-None: it never started, so sending again is safe. Several: we do not guess.
+Finding is by the attempt's identity (identity.py): the run whose `meta.userAgent` carries the attempt's ID.
+Only where no run in the window records a user agent at all does it fall back to matching the input,
+exactly: the run's INPUT must equal the task's saved input with the override's top-level keys replacing
+its own, among runs started through the API and not spoken for by another attempt of this batch; when
+that is ambiguous, nothing is adopted.
+
+Every look-up is bounded: at most MAX_PAGES listing pages, look-ups retried a few times with back-off
+(drops, 429, 5xx), polls never faster than one a second, an INPUT record read up to a cap, an overall
+deadline; every wait ends at once on Ctrl-C. Once a run is adopted, nothing here can lead to the job's
+POST being sent again: a failure is `recovery-failed`, with the run ID and what to fetch by hand.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from apify_jobs.api.client import Answer, ApiClient
 from apify_jobs.api.failures import (
     Cancelled,
-    ConnectionDropped,
+    FollowTimeout,
     HttpFailure,
     JobFailure,
     RecoveryFailed,
     RunFailed,
-    RunTimeoutExceeded,
+)
+from apify_jobs.api.identity import (
+    MAX_PAGES,
+    PAGE,
+    Attempt,
+    Attempts,
+    agent_of,
+    started_at,
+    started_by,
+    window_start,
 )
 from apify_jobs.api.request import build_query
-from apify_jobs.api.retry import call_patiently
-from apify_jobs.model import SYNC_WAIT_SECONDS, Job
+from apify_jobs.api.retry import LOOKUP_POLICY, call_patiently
+from apify_jobs.model import INPUT_LIMIT_BYTES, Job, console_url
 
-log = logging.getLogger("apify_jobs")
 T = TypeVar("T")
 
-CLOCK_SKEW = timedelta(seconds=30)  # our clock against the platform's
-PAGE = 50
+LOOK_AGAIN = (1.0, 2.0, 4.0)  # run look-ups are eventually consistent: look again before saying "none"
+FIND_DEADLINE = 60.0  # seconds the finding of one attempt's run may take, look-ups included
 WAIT_FOR_FINISH = 60  # the most the API holds a GET /actor-runs/{id} open
+POLL_FLOOR = 1.0  # never poll a run faster than once a second, whatever the server answers
+INPUT_RECORD_LIMIT = INPUT_LIMIT_BYTES + (1 << 20)  # the 9 MiB override plus the task input's share
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED-OUT", "ABORTED"}
-
-
-class Claims:
-    """Runs already adopted by a job of this batch, so that two jobs never adopt the same run."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ids: set[str] = set()
-
-    def claim(self, run_id: str) -> bool:
-        with self._lock:
-            if run_id in self._ids:
-                return False
-            self._ids.add(run_id)
-            return True
-
-    def __contains__(self, run_id: object) -> bool:
-        with self._lock:
-            return run_id in self._ids
 
 
 @dataclass
 class Found:
-    """What a look for the dropped attempt's run found."""
+    """What a look for an attempt's run found."""
 
-    candidates: list[dict[str, Any]]
-    error: str | None = None  # the look itself failed: we cannot tell whether a run started
+    verdict: str  # one | none | several | unknown
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    method: str = "identity"  # identity | input (the fallback)
+    note: str = ""
 
     @property
-    def verdict(self) -> str:
-        if self.error:
-            return "unknown"
-        return {0: "none", 1: "one"}.get(len(self.candidates), "several")
+    def run(self) -> dict[str, Any]:
+        return self.runs[0]
 
 
-def find_runs(client: ApiClient, job: Job, since: datetime, claims: Claims, cancelled: threading.Event) -> Found:
-    """The task's runs that the dropped attempt may have started (see the module's note)."""
-    threshold = since - CLOCK_SKEW
-    candidates: list[dict[str, Any]] = []
+def find_run(client: ApiClient, job: Job, attempt: Attempt, attempts: Attempts, cancelled: threading.Event,
+             look_again: tuple[float, ...] | None = None) -> Found:
+    """The run ``attempt`` started, looked for until found or until the platform had time to show it."""
+    deadline = time.monotonic() + FIND_DEADLINE
+    found = Found("none")
+    for pause in (0.0, *(LOOK_AGAIN if look_again is None else look_again)):
+        if pause and cancelled.wait(min(pause, max(deadline - time.monotonic(), 0))):
+            raise Cancelled("cancelled while looking for the run")
+        if time.monotonic() > deadline:
+            break
+        found = _look(client, job, attempt, attempts, cancelled)
+        if found.verdict != "none":
+            return found
+    return found
+
+
+def _look(client: ApiClient, job: Job, attempt: Attempt, attempts: Attempts, cancelled: threading.Event) -> Found:
+    seen: set[str] = set()
+    window = None
+    in_window: list[dict[str, Any]] = []
+    recorded_agents = False
     try:
-        offset = 0
-        while True:
-            # The API has no startedAfter filter: newest first, stop at the first run older than the attempt.
-            page = _json(functools.partial(client.list_runs, job.task, offset=offset, limit=PAGE, desc=True), cancelled)
-            page = page["data"]["items"]
-            recent = [run for run in page if _started(run) >= threshold]
-            for run in recent:
-                if run["id"] not in claims and _options_match(job, run) and _input_matches(client, job, run, cancelled):
-                    candidates.append(run)
-            if len(page) < PAGE or len(recent) < len(page):
-                return Found(candidates)
-            offset += PAGE
+        for page_number in range(MAX_PAGES):
+            answer_headers, page = _listing(client, job.task, page_number * PAGE, cancelled)
+            if window is None:
+                window = window_start(answer_headers, attempt.sent_at)
+            fresh = [run for run in page if isinstance(run, dict) and run.get("id") not in seen]
+            if not fresh:  # a listing that ignores `offset` serves the same page again
+                break
+            older = False
+            for run in fresh:
+                seen.add(str(run.get("id")))
+                start = started_at(run)
+                if window is not None and start is not None and start < window:
+                    older = True
+                    break
+                if started_by(run, attempt.id):
+                    return Found("one", [run], note=f"found run {run['id']} by the attempt's identity")
+                recorded_agents = recorded_agents or agent_of(run) is not None
+                in_window.append(run)
+            if older or len(page) < PAGE:
+                break
+        else:
+            return Found("unknown", note=f"not found within the last {MAX_PAGES * PAGE} runs of the task")
+    except Cancelled:
+        raise
     except (JobFailure, ValueError, KeyError, TypeError) as exc:
-        if isinstance(exc, Cancelled):
-            raise
-        return Found(candidates, f"could not look for the run: {exc}")
+        return Found("unknown", note=f"could not look for the run: {exc}")
+    if recorded_agents or not in_window:
+        return Found("none", note="no run was started by the attempt")
+    return _match_input(client, job, in_window, attempts, cancelled)
 
 
-def _json(open_answer: Callable[[], Answer], cancelled: threading.Event) -> Any:
-    """A small JSON answer, its drops retried (never by re-sending the run)."""
+def _listing(client: ApiClient, task: str, offset: int, cancelled: threading.Event) -> tuple[dict[str, str], list[Any]]:
+    def call() -> tuple[dict[str, str], list[Any]]:
+        with client.list_runs(task, offset=offset, limit=PAGE, desc=True) as answer:
+            items = answer.json()["data"]["items"]
+            return answer.headers, items if isinstance(items, list) else []
+    return call_patiently(call, cancelled, LOOKUP_POLICY)
+
+
+def _json(open_answer: Callable[[], Answer], cancelled: threading.Event, limit: int | None = None) -> Any:
     def call() -> Any:
         with open_answer() as answer:
-            return answer.json()
-    return call_patiently(call, cancelled)
+            return answer.json() if limit is None else answer.json(limit)
+    return call_patiently(call, cancelled, LOOKUP_POLICY)
 
 
-def _started(run: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(run["startedAt"]).replace("Z", "+00:00"))
-
+# --- the fallback: a platform that records no user agent ----------------------------------------
 
 # The run object's `options` name the run options differently from run-sync's query parameters.
 _RUN_OPTIONS = {"memory": "memoryMbytes", "timeout": "timeoutSecs", "build": "build"}
@@ -123,63 +154,96 @@ def _options_match(job: Job, run: dict[str, Any]) -> bool:
     return True
 
 
-def _input_matches(client: ApiClient, job: Job, run: dict[str, Any], cancelled: threading.Event) -> bool:
-    """The run's INPUT holds every key of the job's override with the same value."""
+def _match_input(client: ApiClient, job: Job, in_window: list[dict[str, Any]], attempts: Attempts,
+                 cancelled: threading.Event) -> Found:
+    candidates = [run for run in in_window
+                  if (run.get("meta") or {}).get("origin") == "API" and not attempts.claimed(str(run["id"]))
+                  and _options_match(job, run)]
+    if not candidates:
+        return Found("none", method="input", note="no run was started by the attempt")
     try:
-        run_input = _json(lambda: client.get_record(run["defaultKeyValueStoreId"], "INPUT"), cancelled)
-    except HttpFailure:
-        return False  # no INPUT record: not a run we started
-    return isinstance(run_input, dict) and all(run_input.get(k, _MISSING) == v for k, v in job.input.items())
+        saved = _json(lambda: client.task_input(job.task), cancelled)
+    except Cancelled:
+        raise
+    except JobFailure as exc:
+        return Found("unknown", method="input", note=f"could not read the task's saved input: {exc}")
+    expected = {**saved, **job.input} if isinstance(saved, dict) else dict(job.input)
+    matching = []
+    for run in candidates:
+        try:
+            record = functools.partial(client.get_record, str(run["defaultKeyValueStoreId"]), "INPUT")
+            run_input = _json(record, cancelled, INPUT_RECORD_LIMIT)
+        except Cancelled:
+            raise
+        except JobFailure:
+            continue  # no INPUT record, or one larger than any we could have sent: not ours
+        if run_input == expected:
+            matching.append(run)
+    if not matching:
+        return Found("none", method="input", note="no run was started by the attempt")
+    if len(matching) > 1:
+        ids = ", ".join(str(r["id"]) for r in matching)
+        return Found("several", matching, "input", f"several runs could be the dropped attempt's ({ids}); not guessing")
+    return Found("one", matching, "input", f"found run {matching[0]['id']} by its input (the platform records no "
+                                           "user agent)")
 
 
-_MISSING = object()
+# --- after a run is adopted: wait, then open its output -----------------------------------------
 
-
-def wait_for(client: ApiClient, job: Job, run: dict[str, Any], cancelled: threading.Event) -> dict[str, Any]:
-    """The run once it has finished, bounded by the job's timeout; raises RunFailed unless it SUCCEEDED."""
-    deadline = time.monotonic() + float(job.options.get("timeout") or SYNC_WAIT_SECONDS) + WAIT_FOR_FINISH
-    while run.get("status") not in TERMINAL:
-        if time.monotonic() > deadline:
-            raise RunTimeoutExceeded(f"adopted run {run['id']} did not finish within the job's timeout; it may go on",
-                                     run_id=run["id"])
-        run = _poll(client, run["id"], cancelled)
-    if run["status"] != "SUCCEEDED":
-        raise RunFailed(f"adopted run {run['id']} ended {run['status']}", run_id=run["id"])
-    return run
-
-
-def _poll(client: ApiClient, run_id: str, cancelled: threading.Event) -> dict[str, Any]:
-    answer = patiently(lambda: _json(lambda: client.get_run(run_id, wait_for_finish=WAIT_FOR_FINISH), cancelled), run_id)
-    run: dict[str, Any] = answer["data"]
-    return run
-
-
-def patiently(call: Callable[[], T], run_id: str) -> T:
-    """A look-up of an adopted run whose drops outlasted their retries: the job fails, the run is not re-sent."""
+def final(run_id: str, what: str, call: Callable[[], T]) -> T:
+    """A look-up of an adopted run: whatever goes wrong is `recovery-failed` (never re-sent), naming the run
+    and what to fetch by hand."""
     try:
         return call()
-    except ConnectionDropped as last:
-        raise RecoveryFailed(f"adopted run, but could not reach it: {last}", run_id=run_id) from None
+    except (Cancelled, RunFailed, FollowTimeout):
+        raise
+    except JobFailure as failure:
+        raise RecoveryFailed(f"run {run_id} was adopted, but {what} failed ({failure.error_type}: {failure}); "
+                             f"see {console_url(run_id)}", failure.http_status, run_id=run_id) from None
 
 
-def open_output(client: ApiClient, job: Job, run: dict[str, Any], cancelled: threading.Event) -> Answer:
-    """The finished run's answer, as run-sync would have given it: its dataset items, or its output record."""
+def wait_for(client: ApiClient, run: dict[str, Any], max_wait: float, cancelled: threading.Event) -> dict[str, Any]:
+    """The run once it has finished, waiting at most ``max_wait`` seconds; raises RunFailed unless it
+    SUCCEEDED, FollowTimeout past ``max_wait`` (the run goes on)."""
+    run_id = str(run["id"])
+    deadline = time.monotonic() + max_wait
+    while run.get("status") not in TERMINAL:
+        polled = time.monotonic()
+        remaining = deadline - polled
+        if remaining <= 0:
+            raise FollowTimeout(f"run {run_id} is still {run.get('status', 'running')} after {max_wait:g} s; it goes "
+                                f"on (and is billed) on the platform: {console_url(run_id)}", run_id=run_id)
+        poll = functools.partial(client.get_run, run_id, wait_for_finish=max(0, min(WAIT_FOR_FINISH, int(remaining))))
+        data = final(run_id, "waiting for it", functools.partial(_json, poll, cancelled))
+        if isinstance(data, dict) and isinstance(data.get("data"), dict):
+            run = {**run, **data["data"]}
+        rest = POLL_FLOOR - (time.monotonic() - polled)
+        if run.get("status") not in TERMINAL and rest > 0 and cancelled.wait(rest):
+            raise Cancelled("cancelled while waiting for the run")
+    if run["status"] != "SUCCEEDED":
+        raise RunFailed(f"run {run_id} ended {run['status']}", run_id=run_id)
+    return run
+
+
+def open_output(client: ApiClient, job: Job, run: dict[str, Any], cancelled: threading.Event) -> Answer | None:
+    """The finished run's answer, as run-sync would have given it: its dataset items, or its output record;
+    None when the run wrote no output record (run-sync answers that with an empty 201)."""
+    run_id = str(run["id"])
+    store, dataset = run.get("defaultKeyValueStoreId"), run.get("defaultDatasetId")
+    if not isinstance(store, str) or not isinstance(dataset, str):
+        raise RecoveryFailed(f"run {run_id} was adopted, but the platform did not name its storages; see "
+                             f"{console_url(run_id)}", run_id=run_id)
     if job.dataset is not None:
         query = {k: v for k, v in build_query(job) if k in job.dataset}
-        return patiently(lambda: call_patiently(lambda: client.dataset_items(run["defaultDatasetId"], query),
-                                                cancelled), run["id"])
-    key = job.options.get("outputRecordKey", "OUTPUT")
-    return patiently(lambda: call_patiently(lambda: client.get_record(run["defaultKeyValueStoreId"], key), cancelled),
-                     run["id"])
+        return final(run_id, f"fetching its dataset items (GET /v2/datasets/{dataset}/items)",
+                     lambda: call_patiently(lambda: client.dataset_items(dataset, query), cancelled, LOOKUP_POLICY))
+    key = str(job.options.get("outputRecordKey", "OUTPUT"))
 
-
-def describe(found: Found) -> str:
-    ids = ", ".join(run["id"] for run in found.candidates)
-    return {"none": "no run was started by the dropped attempt",
-            "several": f"several runs could be the dropped attempt's ({ids}); not guessing",
-            "unknown": found.error or "could not look for the run",
-            "one": f"adopted run {ids}"}[found.verdict]
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
+    def record() -> Answer | None:
+        try:
+            return call_patiently(lambda: client.get_record(store, key), cancelled, LOOKUP_POLICY)
+        except HttpFailure as missing:
+            if missing.http_status == 404:
+                return None
+            raise
+    return final(run_id, f"fetching its output record (GET /v2/key-value-stores/{store}/records/{key})", record)

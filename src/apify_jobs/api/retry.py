@@ -23,7 +23,9 @@ from apify_jobs.model import RetryPolicy
 log = logging.getLogger("apify_jobs")
 T = TypeVar("T")
 RETRY_AFTER_CAP = 600.0
-LOOKUP_POLICY = RetryPolicy(attempts=3, initial=1.0, max_wait=4.0, on=frozenset({"connection"}), recover=False)
+# Look-ups (GETs) start no run, so drops, 429 and 5xx are all safe to retry, a bounded number of times.
+LOOKUP_POLICY = RetryPolicy(attempts=5, initial=0.5, max_wait=8.0,
+                            on=frozenset({"connection", "rate-limit", "server-error"}), recover=False)
 
 
 def retryable(policy: RetryPolicy) -> Callable[[BaseException], bool]:

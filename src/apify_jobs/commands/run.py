@@ -13,15 +13,16 @@ from typing import Any
 
 from apify_jobs import jobfile
 from apify_jobs.api.client import ApiClient, check_base_url
-from apify_jobs.api.failures import OutputFailure
+from apify_jobs.api.failures import JobFailure, OutputFailure
 from apify_jobs.api.request import DEFAULT_BASE_URL
 from apify_jobs.cli_output import configure_logging, parse_vars, print_problems
 from apify_jobs.errors import UsageError
-from apify_jobs.model import JobFile, JobResult
+from apify_jobs.model import GoingRun, JobFile, JobResult
 from apify_jobs.outputs.destination import LocalFolder
 from apify_jobs.reports import report
-from apify_jobs.reports.progress import Progress, summary
+from apify_jobs.reports.progress import Progress, interrupted_runs, summary
 from apify_jobs.running.executor import Executor
+from apify_jobs.running.run_facts import add_run_facts, still_running
 from apify_jobs.running.runner import RunContext
 from apify_jobs.running.selection import parse_shard, resume, select
 
@@ -52,14 +53,31 @@ def main(args: argparse.Namespace) -> int:
         with _interrupts(executor):
             results = executor.run()
         progress.close()
+        going = _after_the_batch(args, context, results, executor.interrupted)
         context.client.close()
     context.destination.sync()  # outputs are durable before a report says they exist
     print(summary(results) if not args.quiet else _failures_only(results))
-    written = _write_reports(report_path, args.junit, report.build(results, job_files, executor.interrupted), results)
+    built = report.build(results, job_files, executor.interrupted, going)
+    written = _write_reports(report_path, args.junit, built, results)
     if executor.interrupted:
+        print(interrupted_runs(going, args.abort_on_interrupt), file=sys.stderr)
         print("apify-jobs: interrupted; report written to " + report_path, file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK if written and all(r.succeeded for r in results) else EXIT_FAILED
+
+
+def _after_the_batch(args: argparse.Namespace, context: RunContext, results: list[JobResult],
+                     interrupted: bool) -> list[GoingRun]:
+    """Run facts for a finished batch; after an interrupt, the runs still going (aborted if asked)."""
+    if interrupted:
+        try:
+            return still_running(context.client, context.attempts, results, args.abort_on_interrupt)
+        except JobFailure as failure:
+            print(f"apify-jobs: could not look up the runs still going: {failure}", file=sys.stderr)
+            return []
+    if args.run_facts:
+        add_run_facts(context.client, context.attempts, results)
+    return []
 
 
 def _write_reports(report_path: str, junit_path: str | None, full: dict[str, Any],

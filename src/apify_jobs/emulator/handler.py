@@ -81,10 +81,32 @@ class Handler(BaseHTTPRequestHandler):
     def run_for(self, request: Request, kind: str, missing: str, **match: str) -> Run | None:
         """Count a look-up of ``kind`` and find the run it is about; None (after a 404 saying ``missing``) if none."""
         self.state.record_lookup(kind, request.path, request.query, request.headers)
+        if self.scripted_failure(kind):
+            return None
         run = self.state.run_by(**match)
         if run is None:
             self.error(404, "record-not-found", missing)
         return run
+
+    def scripted_failure(self, kind: str) -> bool:
+        """Answer with the script's next failure for this kind of look-up, if any; True if it did."""
+        failure = self.state.scripted_failure(kind)
+        if failure is None:
+            return False
+        if failure == "drop":
+            self.drop()
+        elif failure == 429:
+            self.error(429, "rate-limit-exceeded", "You have exceeded the rate limit.", {"Retry-After": "0"})
+        else:
+            self.error(int(failure), "internal-server-error", f"Emulated answer {failure}")
+        return True
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header, from the platform's clock (which a script may skew)."""
+        from email.utils import format_datetime
+
+        return format_datetime(self.state.clock(), usegmt=True) if timestamp is None else \
+            super().date_time_string(timestamp)
 
     # --- ways of answering ------------------------------------------------------------------------
     def send(self, status: int, body: bytes, content_type: str = "application/json; charset=utf-8",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+import threading
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from apify_jobs.emulator.handler import Handler, Request, route
@@ -78,10 +78,16 @@ def _answer(handler: Handler, behaviour: Behaviour, task: str, endpoint: str, re
     if behaviour.drop == "after-start":  # the run goes on; the caller never hears of it
         handler.drop()
         time.sleep(behaviour.latency)
-        _finish(run, behaviour)
+        _finish(handler, run, behaviour)
+        return
+    if behaviour.sync_limit is not None and behaviour.latency > behaviour.sync_limit:
+        # run-sync stops waiting; the run goes on, and ends in its own time
+        run.finished.wait(behaviour.sync_limit)
+        threading.Timer(behaviour.latency - behaviour.sync_limit, _finish, (handler, run, behaviour)).start()
+        handler.error(408, "run-timeout-exceeded", "Actor run exceeded the timeout of 300 seconds for this API endpoint")
         return
     run.finished.wait(behaviour.latency)  # an abort ends the wait, as it ends the run
-    _finish(run, behaviour)
+    _finish(handler, run, behaviour)
     if behaviour.respond == "run-failed" or run.status != "SUCCEEDED":
         handler.error(400, "run-failed", f"Actor run did not succeed (run ID: {run.id}, status: {run.status})")
         return
@@ -114,16 +120,18 @@ def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Reque
     content_type = behaviour.content_type or ("application/json; charset=utf-8" if behaviour.body_bytes is None
                                               else "application/octet-stream")
     run = Run(id=secrets.token_hex(9)[:17], task=task, input=full_input, options=request.query,
-              started_at=datetime.now(UTC), status="RUNNING", output=output, content_type=content_type,
-              items=[echo], user_agent=request.headers.get("User-Agent"), body_bytes=behaviour.body_bytes)
+              started_at=handler.state.clock(), status="RUNNING", output=output, content_type=content_type,
+              items=[echo], user_agent=request.headers.get("User-Agent"), body_bytes=behaviour.body_bytes,
+              listed_from=time.monotonic() + handler.state.script.platform.listing_delay)
     with handler.state.lock:
         handler.state.runs.append(run)
     return run
 
 
-def _finish(run: Run, behaviour: Behaviour) -> None:
-    if run.finished.is_set():  # aborted meanwhile
-        return
-    run.status = "FAILED" if behaviour.respond == "run-failed" else behaviour.run_status
-    run.finished_at = datetime.now(UTC)
-    run.finished.set()
+def _finish(handler: Handler, run: Run, behaviour: Behaviour) -> None:
+    with handler.state.lock:
+        if run.finished.is_set():  # aborted meanwhile
+            return
+        run.status = "FAILED" if behaviour.respond == "run-failed" else behaviour.run_status
+        run.finished_at = handler.state.clock()
+        run.finished.set()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 
 from apify_jobs.emulator.handler import Handler, Request, route
 
@@ -18,6 +18,8 @@ def _flag(value: str | None) -> bool:
 def list_runs(handler: Handler, request: Request) -> None:
     state = handler.state
     state.record_lookup("list-runs", request.path, request.query, request.headers)
+    if handler.scripted_failure("list-runs"):
+        return
     task = request.params["task"].replace("/", "~", 1)
     try:
         offset = max(int(request.query.get("offset", 0)), 0)
@@ -26,12 +28,14 @@ def list_runs(handler: Handler, request: Request) -> None:
         handler.error(400, "invalid-parameter", "offset and limit must be whole numbers")
         return
     desc = _flag(request.query.get("desc"))
+    visible_from = time.monotonic()
     with state.lock:
-        runs = [r for r in state.runs if r.task == task]
+        runs = [r for r in state.runs if r.task == task and r.listed_from <= visible_from]
     if desc:
         runs.reverse()
-    now = datetime.now(UTC)
-    items = [r.as_api(now) for r in runs[offset:offset + limit]]
+    if state.script.platform.listing_ignores_offset:
+        offset = 0
+    items = [state.shown(r) for r in runs[offset:offset + limit]]
     handler.send_json(200, {"data": {"total": len(runs), "offset": offset, "limit": limit, "count": len(items),
                                      "desc": desc, "items": items}})
 
@@ -46,7 +50,7 @@ def get_run(handler: Handler, request: Request) -> None:
     except ValueError:
         wait = 0.0
     run.finished.wait(wait)
-    handler.send_json(200, {"data": run.as_api(datetime.now(UTC))})
+    handler.send_json(200, {"data": handler.state.shown(run)})
 
 
 @route("POST", "/v2/actor-runs/{run}/abort")
@@ -57,6 +61,6 @@ def abort_run(handler: Handler, request: Request) -> None:
     with handler.state.lock:
         if not run.finished.is_set():
             run.status = "ABORTED"
-            run.finished_at = datetime.now(UTC)
+            run.finished_at = handler.state.clock()
             run.finished.set()
-    handler.send_json(200, {"data": run.as_api(datetime.now(UTC))})
+    handler.send_json(200, {"data": handler.state.shown(run)})

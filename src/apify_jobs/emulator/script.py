@@ -26,9 +26,10 @@ class Behaviour:
     message: str | None = None
     trickle: float | None = None
     fault_rate: float = 0.0
+    sync_limit: float | None = None  # run-sync's 300 s, scaled down: a run longer than this gets a 408 and goes on
 
     KEYS = ("latency", "respond", "status", "errorType", "retryAfter", "html", "drop", "bodyBytes", "contentType",
-            "runStatus", "message", "trickle", "faultRate")
+            "runStatus", "message", "trickle", "faultRate", "syncLimit")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Behaviour:
@@ -40,10 +41,38 @@ class Behaviour:
                         html=bool(raw.get("html", False)), drop=raw.get("drop"), body_bytes=raw.get("bodyBytes"),
                         content_type=raw.get("contentType"), run_status=raw.get("runStatus", "SUCCEEDED"),
                         message=raw.get("message"), trickle=raw.get("trickle"),
-                        fault_rate=float(raw.get("faultRate", 0)))
+                        fault_rate=float(raw.get("faultRate", 0)), sync_limit=raw.get("syncLimit"))
         if behaviour.respond not in RESPONSES or behaviour.drop not in DROPS:
             raise ValueError(f"respond must be one of {sorted(RESPONSES)}, drop one of {sorted(d for d in DROPS if d)}")
         return behaviour
+
+
+LOOKUP_KINDS = ("list-runs", "get-run", "get-record", "dataset-items", "task-input", "abort-run")
+
+
+@dataclass(frozen=True)
+class Platform:
+    """How the platform itself behaves, where the runner depends on it."""
+
+    clock_skew: float = 0.0  # seconds the platform's clock is ahead of this machine's (negative: behind)
+    record_user_agent: bool = True  # False: runs show `meta.userAgent: null`
+    listing_ignores_offset: bool = False  # every listing page is the first
+    listing_delay: float = 0.0  # seconds before a new run shows in the listing (eventual consistency)
+    failures: dict[str, tuple[int | str, ...]] = field(default_factory=dict)  # look-up kind → its first answers
+
+    KEYS = ("clockSkew", "recordUserAgent", "listingIgnoresOffset", "listingDelay", "failures")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Platform:
+        unknown = set(raw) - set(cls.KEYS)
+        if unknown:
+            raise ValueError(f"unknown platform keys {sorted(unknown)}; known: {sorted(cls.KEYS)}")
+        failures = {str(kind): tuple(answers) for kind, answers in (raw.get("failures") or {}).items()}
+        wrong = set(failures) - set(LOOKUP_KINDS)
+        if wrong:
+            raise ValueError(f"platform.failures: unknown look-ups {sorted(wrong)}; known: {list(LOOKUP_KINDS)}")
+        return cls(float(raw.get("clockSkew", 0)), bool(raw.get("recordUserAgent", True)),
+                   bool(raw.get("listingIgnoresOffset", False)), float(raw.get("listingDelay", 0)), failures)
 
 
 @dataclass
@@ -55,8 +84,9 @@ class Script:
     default: Behaviour = field(default_factory=Behaviour)
     seed: int = 0  # of the random faults (`faultRate`), so that a failing run can be replayed
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    platform: Platform = field(default_factory=Platform)
 
-    KEYS = ("tasks", "default", "seed", "inputs")
+    KEYS = ("tasks", "default", "seed", "inputs", "platform")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Script:
@@ -69,7 +99,8 @@ class Script:
             steps = spec if isinstance(spec, list) else [spec]
             tasks[_task_id(task)] = [Behaviour.from_dict(step or {}) for step in steps]
         inputs = {_task_id(task): dict(saved) for task, saved in (raw.get("inputs") or {}).items()}
-        return cls(tasks, Behaviour.from_dict(raw.get("default") or {}), int(raw.get("seed", 0)), inputs)
+        return cls(tasks, Behaviour.from_dict(raw.get("default") or {}), int(raw.get("seed", 0)), inputs,
+                   Platform.from_dict(raw.get("platform") or {}))
 
     def behaviour(self, task: str, number: int) -> Behaviour:
         steps = self.tasks.get(task)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apify_jobs.emulator.script import Behaviour, Script
@@ -30,6 +30,7 @@ class Run:
     items: list[Any]
     user_agent: str | None = None
     origin: str = "API"
+    listed_from: float = 0.0  # monotonic time from which the listing shows it
     body_bytes: int | None = None  # a large generated output (`bodyBytes`), made on the fly, never held
     finished_at: datetime | None = None
     finished: threading.Event = field(default_factory=threading.Event)
@@ -46,7 +47,7 @@ class Run:
         seconds = ((self.finished_at or now) - self.started_at).total_seconds()
         return round(USD_PER_RUN + max(seconds, 0.0) * USD_PER_SECOND, 6)
 
-    def as_api(self, now: datetime) -> dict[str, Any]:
+    def as_api(self, now: datetime, record_agent: bool = True) -> dict[str, Any]:
         """The run object, as the listing (RunShort) and the run endpoint show it."""
         options = {"build": self.options.get("build", "latest"),
                    "timeoutSecs": int(float(self.options.get("timeout", 3600))),
@@ -54,7 +55,7 @@ class Run:
         return {"id": self.id, "actId": "emulatedActor00001", "actorTaskId": self.task, "status": self.status,
                 "startedAt": iso(self.started_at), "finishedAt": iso(self.finished_at) if self.finished_at else None,
                 "buildId": "emulatedBuild0001", "buildNumber": "0.0.1",
-                "meta": {"origin": self.origin, "userAgent": self.user_agent},
+                "meta": {"origin": self.origin, "userAgent": self.user_agent if record_agent else None},
                 "usageTotalUsd": self.usage_usd(now),
                 "defaultKeyValueStoreId": self.store_id, "defaultDatasetId": self.dataset_id,
                 "defaultRequestQueueId": f"rq{self.id}", "options": options}
@@ -73,6 +74,17 @@ class State:
         self.max_in_flight = 0
         self.runs: list[Run] = []
         self.random = random.Random(script.seed)
+        self._failures = {kind: list(answers) for kind, answers in script.platform.failures.items()}
+
+    def clock(self) -> datetime:
+        """The platform's clock: this machine's, moved by the script's `clockSkew`."""
+        return datetime.now(UTC) + timedelta(seconds=self.script.platform.clock_skew)
+
+    def scripted_failure(self, kind: str) -> int | str | None:
+        """The next scripted failure of a look-up of ``kind`` (a status, or "drop"), if any is left."""
+        with self.lock:
+            pending = self._failures.get(kind)
+            return pending.pop(0) if pending else None
 
     def record_lookup(self, kind: str, path: str, query: dict[str, str], headers: dict[str, str]) -> None:
         with self.lock:
@@ -89,6 +101,10 @@ class State:
         """The run whose ``id``, ``store_id`` or ``dataset_id`` is the given one."""
         with self.lock:
             return next((r for r in self.runs if all(getattr(r, k) == v for k, v in match.items())), None)
+
+    def shown(self, run: Run) -> dict[str, Any]:
+        """A run as the API shows it now."""
+        return run.as_api(self.clock(), self.script.platform.record_user_agent)
 
     def stats(self) -> dict[str, Any]:
         with self.lock:

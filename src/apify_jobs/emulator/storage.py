@@ -58,6 +58,8 @@ def dataset_items(handler: Handler, request: Request) -> None:
 @route("GET", "/v2/actor-tasks/{task}/input")
 def task_input(handler: Handler, request: Request) -> None:
     handler.state.record_lookup("task-input", request.path, request.query, request.headers)
+    if handler.scripted_failure("task-input"):
+        return
     task = request.params["task"].replace("/", "~", 1)
     handler.send_json(200, handler.state.script.inputs.get(task, {}))
 

@@ -17,6 +17,7 @@ from apify_jobs.jobfile import expressions, schema
 from apify_jobs.jobfile.expressions import Context
 from apify_jobs.jobfile.yaml_loader import Document, Path, YamlError, load_file
 from apify_jobs.model import (
+    FOLLOW_MAX_WAIT,
     INPUT_LIMIT_BYTES,
     SYNC_WAIT_SECONDS,
     HttpTimeouts,
@@ -218,11 +219,13 @@ def _resolve_job(
     both_own = "dataset" in own and "outputRecordKey" in own.get("options", {})
     if "outputRecordKey" in options and "dataset" in resolved and not both_own:
         fail(where, "outputRecordKey (from defaults) cannot be used together with dataset")
+    follow = resolved.get("follow", {})
     timeout = options.get("timeout")
-    if isinstance(timeout, (int, float)) and timeout > SYNC_WAIT_SECONDS:
+    if follow is False and isinstance(timeout, (int, float)) and timeout > SYNC_WAIT_SECONDS:
         origin = where if "timeout" in own.get("options", {}) else ("defaults",)
         fail(origin + ("options", "timeout"), f"timeout {timeout} is over {SYNC_WAIT_SECONDS} s: run-sync answers 408 "
-             f"after {SYNC_WAIT_SECONDS} s while the run goes on (and is billed)", warning=True)
+             f"after {SYNC_WAIT_SECONDS} s while the run goes on (and is billed), and `follow: false` fails the job then",
+             warning=True)
     size = _json_size(job_input)
     if size is None:
         fail(where + ("input",), "input cannot be serialised as JSON")
@@ -241,6 +244,7 @@ def _resolve_job(
         needs=[],
         retry=RetryPolicy.from_dict(resolved.get("retry", {})),
         http=HttpTimeouts.from_dict(resolved.get("http", {})),
+        follow=None if follow is False else float(follow.get("maxWait", FOLLOW_MAX_WAIT)),
         position=doc.position(where),
     )
 

@@ -8,8 +8,9 @@ import threading
 import time
 from typing import TextIO
 
-from apify_jobs.model import JobResult, Status
+from apify_jobs.model import GoingRun, JobResult, Status
 from apify_jobs.redaction import redact
+from apify_jobs.reports.report import total_usage
 
 
 class Progress:
@@ -91,4 +92,25 @@ def summary(results: list[JobResult]) -> str:
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows]
     totals = {s.value: sum(r.status is s for r in results) for s in Status}
     lines.append(", ".join(f"{count} {status}" for status, count in totals.items() if count) or "no jobs")
+    usage = total_usage(results)
+    if usage is not None:
+        lines.append(f"cost: ${usage[0]:.4f}" + (" (preliminary: the platform may still revise it)" if usage[1] else ""))
+    for r in results:
+        if r.status is Status.FAILED and r.run is not None:
+            lines.append(f"{r.name}: {r.run.console_url}")
     return redact("\n".join(line.rstrip() for line in lines))
+
+
+def interrupted_runs(going: list[GoingRun], abort: bool) -> str:
+    """After Ctrl-C or SIGTERM: the runs cancelled jobs left going on the platform."""
+    if not going:
+        return ("apify-jobs: no run is still going on the platform" if abort
+                else "apify-jobs: no run of the cancelled jobs is still going on the platform")
+    verb = "aborted" if abort else "still going (and billed)"
+    lines = [f"apify-jobs: runs {verb}:"]
+    for run in going:
+        state = "" if run.aborted or not abort else " (could not be aborted)"
+        lines.append(f"  {run.job}: {run.run_id} {run.console_url}{state}")
+    if not abort:
+        lines.append("  (--abort-on-interrupt aborts them)")
+    return redact("\n".join(lines))

@@ -7,14 +7,26 @@ import os
 from typing import Any
 
 from apify_jobs import __version__
-from apify_jobs.model import JobFile, JobResult, Status, now
+from apify_jobs.model import GoingRun, JobFile, JobResult, Status, now
 from apify_jobs.outputs.destination import write_file_whole
 from apify_jobs.redaction import redact
 
 
-def build(results: list[JobResult], job_files: list[JobFile], interrupted: bool) -> dict[str, Any]:
-    totals = {status.value: sum(r.status is status for r in results) for status in Status}
-    return {
+def total_usage(results: list[JobResult]) -> tuple[float, bool] | None:
+    """The batch's cost in USD (every run found, retried ones included), and whether it is preliminary."""
+    runs = [run for r in results for run in r.runs if run.usage_total_usd is not None]
+    if not runs:
+        return None
+    return round(sum(run.usage_total_usd or 0.0 for run in runs), 6), any(run.preliminary for run in runs)
+
+
+def build(results: list[JobResult], job_files: list[JobFile], interrupted: bool,
+          going: list[GoingRun] | None = None) -> dict[str, Any]:
+    totals: dict[str, Any] = {status.value: sum(r.status is status for r in results) for status in Status}
+    usage = total_usage(results)
+    if usage is not None:
+        totals["usageTotalUsd"], totals["usagePreliminary"] = usage
+    report: dict[str, Any] = {
         "tool": {"name": "apify-jobs", "version": __version__},
         "generatedAt": now(),
         "interrupted": interrupted,
@@ -22,6 +34,10 @@ def build(results: list[JobResult], job_files: list[JobFile], interrupted: bool)
         "totals": {"jobs": len(results), **totals},
         "jobs": [r.to_dict() for r in results],
     }
+    if interrupted:
+        report["runsStillGoing"] = [{"job": g.job, "runId": g.run_id, "consoleUrl": g.console_url,
+                                     "aborted": g.aborted} for g in going or []]
+    return report
 
 
 def write_json(path: str, report: dict[str, Any]) -> None:
@@ -53,6 +69,10 @@ def write_junit(path: str, results: list[JobResult]) -> None:
         case = ElementTree.SubElement(suite, "testcase", {
             "classname": os.path.splitext(os.path.basename(result.file))[0], "name": result.name,
             "time": f"{(result.duration_ms or 0) / 1000:.3f}"})
+        if result.run:
+            properties = ElementTree.SubElement(case, "properties")
+            for name, value in (("runId", result.run.run_id), ("consoleUrl", result.run.console_url)):
+                ElementTree.SubElement(properties, "property", {"name": name, "value": value})
         error = result.error
         if result.status is Status.FAILED:
             failure = ElementTree.SubElement(case, "failure", {"type": error.type if error else "failed",

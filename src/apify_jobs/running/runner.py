@@ -1,4 +1,9 @@
-"""Run one job: send its request under its retry policy and write its answer whole, into a JobResult."""
+"""Run one job: send its request under its retry policy and write its answer whole, into a JobResult.
+
+Each attempt carries an identity (identity.py). A drop after the request left, or a 408, hands over to
+recovery.py: the run the attempt started is found by that identity, waited for and collected exactly as
+run-sync would have answered. Once a run is adopted, the job's POST is never sent again.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,26 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from apify_jobs.api import recovery
-from apify_jobs.api.client import Answer, ApiClient
-from apify_jobs.api.failures import Cancelled, ConnectionDropped, HttpFailure, JobFailure, RecoveryFailed
+from apify_jobs.api.client import ApiClient
+from apify_jobs.api.failures import (
+    Cancelled,
+    ConnectionDropped,
+    JobFailure,
+    RecoveryFailed,
+    RunFailed,
+    RunTimeoutExceeded,
+)
+from apify_jobs.api.identity import Attempt, Attempts
 from apify_jobs.api.request import RunRequest, build_request
 from apify_jobs.api.retry import call_with_retries
-from apify_jobs.model import Job, JobError, JobResult, Recovery, RecoveryLook, Status, now
+from apify_jobs.model import SYNC_WAIT_SECONDS, Job, JobError, JobResult, Recovery, RecoveryLook, Status, now
 from apify_jobs.outputs.destination import Destination
 
 log = logging.getLogger("apify_jobs")
 _Write = Callable[[str | None, Iterable[bytes], int | None], None]  # content type, body, length
+NO_FOLLOW_WAIT = 60.0  # with `follow: false`, an adopted run may still take this long past its timeout
 
 
 @dataclass
@@ -28,7 +41,7 @@ class RunContext:
     client: ApiClient
     destination: Destination
     cancelled: threading.Event = field(default_factory=threading.Event)
-    claims: recovery.Claims = field(default_factory=recovery.Claims)
+    attempts: Attempts = field(default_factory=Attempts)
 
     @property
     def base_url(self) -> str:
@@ -62,16 +75,13 @@ def run_job(job: Job, context: RunContext) -> JobResult:
             result.output = writer.commit()
 
     def attempt(number: int) -> None:
-        log.info("%s: attempt %d: %s %s", job.name, number, request.method, request.url)
-        sent_at = recovery.now_utc()
+        sent = context.attempts.new(job.name, job.task, number)
+        result.attempt_ids.append(sent.id)
+        log.info("%s: attempt %d: %s %s (attempt ID %s)", job.name, number, request.method, request.url, sent.id)
         try:
-            with context.client.run_sync(request, job.http) as answer:
-                result.http_status = answer.status
-                write(answer.content_type, answer.chunks(), answer.length)
-        except ConnectionDropped as drop:
-            if drop.request_sent and job.retry.recover and _adopt(job, context, sent_at, number, result, write):
-                return
-            raise
+            _send(job, request, context, sent, result, write)
+        finally:
+            sent.done = True
 
     try:
         _, result.attempts = call_with_retries(job.name, job.retry, attempt, context.cancelled)
@@ -80,7 +90,7 @@ def run_job(job: Job, context: RunContext) -> JobResult:
             result.note = "the run produced no output record: an empty file was written"
     except Cancelled as failure:
         result.status = Status.CANCELLED
-        result.attempts = failure.attempts
+        result.attempts = failure.attempts or len(result.attempt_ids)
         result.error = JobError("cancelled", str(failure))
         if result.attempts:
             result.note = "cancelled while running: the platform may still be running it"
@@ -94,32 +104,74 @@ def run_job(job: Job, context: RunContext) -> JobResult:
     return result
 
 
-def _adopt(job: Job, context: RunContext, sent_at: datetime, number: int, result: JobResult, write: _Write) -> bool:
-    """After a drop: adopt the run the attempt started, if exactly one can be found. True when its output is written."""
-    found = recovery.find_runs(context.client, job, sent_at, context.claims, context.cancelled)
-    note = recovery.describe(found)
-    result.recovery = result.recovery or Recovery()
-    result.recovery.looks.append(RecoveryLook(number, found.verdict, [r["id"] for r in found.candidates], note))
-    if found.verdict != "one" or not context.claims.claim(found.candidates[0]["id"]):
-        log.warning("%s: attempt %d dropped; %s", job.name, number, note)
-        return False
-    run = found.candidates[0]
-    result.recovery.adopted, result.recovery.run_id = True, run["id"]
-    log.warning("%s: attempt %d dropped after the run started; adopting run %s instead of starting another",
-                job.name, number, run["id"])
-    run = recovery.wait_for(context.client, job, run, context.cancelled)
+def _send(job: Job, request: RunRequest, context: RunContext, sent: Attempt, result: JobResult, write: _Write) -> None:
+    """One attempt: the POST, and when it does not answer with the output, the run it started."""
     try:
-        answer: Answer = recovery.open_output(context.client, job, run, context.cancelled)
-    except HttpFailure as missing:
-        if missing.http_status != 404:
+        with context.client.run_sync(request, job.http, sent.id) as answer:
+            sent.started_run = True
+            result.http_status = answer.status
+            write(answer.content_type, answer.chunks(), answer.length)
+    except ConnectionDropped as drop:
+        if not drop.request_sent:
+            sent.started_run = False
             raise
+        if job.retry.recover and _collect(job, context, sent, result, write, followed=False):
+            return
+        raise
+    except RunTimeoutExceeded:
+        sent.started_run = True
+        if job.follow is None:
+            raise
+        log.warning("%s: run-sync stopped waiting after %d s (408); following the run for up to %g s",
+                    job.name, SYNC_WAIT_SECONDS, job.follow)
+        if not _collect(job, context, sent, result, write, followed=True):
+            raise RecoveryFailed("run-sync answered 408, so the attempt started a run, but it could not be found "
+                                 f"({(result.recovery.looks[-1].note if result.recovery else '')}); not sent again") \
+                from None
+    except RunFailed as failed:
+        sent.started_run = True
+        if failed.run_id:
+            context.attempts.claim(failed.run_id, sent)
+        raise
+    except JobFailure as failure:
+        # 429 and capacity refusals start no run; after a 5xx nobody knows.
+        sent.started_run = False if failure.retry_class in ("rate-limit", "capacity") else None
+        raise
+
+
+def _collect(job: Job, context: RunContext, sent: Attempt, result: JobResult, write: _Write, followed: bool) -> bool:
+    """Find the run ``sent`` started, wait for it and write its output. False when it started none (sending
+    again is then safe); raises when it cannot be told, or when the adopted run did not give its output."""
+    found = recovery.find_run(context.client, job, sent, context.attempts, context.cancelled)
+    result.recovery = result.recovery or Recovery()
+    result.recovery.looks.append(RecoveryLook(sent.number, found.verdict, [str(r["id"]) for r in found.runs],
+                                              found.note, found.method))
+    if found.verdict == "unknown":
+        # Sending again could pay for a second run; failing keeps the promise (and says why).
+        raise RecoveryFailed(f"attempt {sent.number} may have started a run, and it cannot be told: {found.note}; "
+                             "not sent again, so as not to pay twice")
+    if found.verdict != "one" or not context.attempts.claim(str(found.run["id"]), sent):
+        log.warning("%s: attempt %d dropped; %s", job.name, sent.number, found.note)
+        return False
+    run = found.run
+    run_id = str(run["id"])
+    sent.started_run = True
+    result.recovery.adopted, result.recovery.run_id, result.recovery.followed = True, run_id, followed
+    if not followed:
+        log.warning("%s: attempt %d dropped after the run started; adopting run %s instead of starting another",
+                    job.name, sent.number, run_id)
+    max_wait = job.follow if job.follow is not None else float(job.options.get("timeout") or SYNC_WAIT_SECONDS) \
+        + NO_FOLLOW_WAIT
+    run = recovery.wait_for(context.client, run, max_wait, context.cancelled)
+    answer = recovery.open_output(context.client, job, run, context.cancelled)
+    if answer is None:
         write(None, [], None)  # the run wrote no output record: what run-sync answers with an empty 201
         return True
     with answer:
         try:
             write(answer.content_type, answer.chunks(), answer.length)
         except ConnectionDropped as drop:  # never a reason to send the run again: the run is adopted
-            raise RecoveryFailed(f"adopted run {run['id']}, but its output download failed: {drop}",
-                                 run_id=run["id"]) from None
+            raise RecoveryFailed(f"adopted run {run_id}, but its output download failed: {drop}",
+                                 run_id=run_id) from None
         result.http_status = answer.status
     return True

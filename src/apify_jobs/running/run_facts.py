@@ -1,0 +1,134 @@
+"""After the batch: which run each attempt started (run ID, status, cost, storages), found by identity in
+each task's run listing — a few listing calls per task, never one per job — and, after an interrupt,
+which runs are still going (and, when asked, aborting them)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from apify_jobs.api.client import ApiClient
+from apify_jobs.api.failures import JobFailure
+from apify_jobs.api.identity import Attempt, Attempts, agent_of, platform_now, started_at, window_start
+from apify_jobs.api.recovery import TERMINAL
+from apify_jobs.api.retry import LOOKUP_POLICY, call_patiently
+from apify_jobs.model import GoingRun, JobResult, RunFacts
+
+log = logging.getLogger("apify_jobs")
+
+PAGE = 1000  # the listing's largest page
+MAX_PAGES = 5
+LOOK_AGAIN_AFTER = 2.0  # a run that certainly started but is not listed yet: one more look, once
+PRELIMINARY_FOR = timedelta(seconds=10)  # "wait about 10 seconds" for stable cost figures (Apify's docs)
+
+
+@dataclass
+class Listed:
+    run: dict[str, Any]
+    preliminary: bool
+
+
+def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.Event,
+              look_again_after: float = LOOK_AGAIN_AFTER) -> dict[str, Listed]:
+    """Each attempt's run (by attempt ID), looked up in its task's listing; attempts that started none are
+    simply absent."""
+    found: dict[str, Listed] = {}
+    by_task: dict[str, list[Attempt]] = defaultdict(list)
+    for attempt in attempts:
+        by_task[attempt.task].append(attempt)
+    for task, of_task in by_task.items():
+        for look in range(2):
+            _look(client, task, [a for a in of_task if a.id not in found], found, cancelled)
+            certain = [a for a in of_task if a.id not in found and a.started_run]
+            if not certain or look or cancelled.wait(look_again_after):
+                break
+    return found
+
+
+def _look(client: ApiClient, task: str, wanted: list[Attempt], found: dict[str, Listed],
+          cancelled: threading.Event) -> None:
+    if not wanted:
+        return
+    by_id = {a.id: a for a in wanted}
+    by_run = {a.run_id: a for a in wanted if a.run_id}
+    earliest = min(a.sent_at for a in wanted)
+    for page_number in range(MAX_PAGES):
+        def call(offset: int = page_number * PAGE) -> tuple[dict[str, str], list[Any]]:
+            with client.list_runs(task, offset=offset, limit=PAGE, desc=True) as answer:
+                items = answer.json()["data"]["items"]
+                return answer.headers, items if isinstance(items, list) else []
+        headers, page = call_patiently(call, cancelled, LOOKUP_POLICY)
+        window = window_start(headers, earliest)
+        now = platform_now(headers)
+        for run in page:
+            if not isinstance(run, dict):
+                continue
+            agent = agent_of(run) or ""
+            owner = next((a for key, a in by_id.items() if f"(+{key})" in agent), None) or by_run.get(str(run.get("id")))
+            if owner is not None and owner.id not in found:
+                found[owner.id] = Listed(run, _preliminary(run, now))
+        start = started_at(page[-1]) if page and isinstance(page[-1], dict) else None
+        done = all(a.id in found for a in wanted)
+        if done or len(page) < PAGE or (window is not None and start is not None and start < window):
+            return
+
+
+def _preliminary(run: dict[str, Any], now: Any) -> bool:
+    if run.get("status") not in TERMINAL or now is None:
+        return True
+    try:
+        finished = started_at({"startedAt": run.get("finishedAt")})
+    except TypeError:
+        return True
+    return finished is None or now - finished < PRELIMINARY_FOR
+
+
+def facts_of(listed: Listed) -> RunFacts:
+    run = listed.run
+    usage = run.get("usageTotalUsd")
+    return RunFacts(str(run["id"]), run.get("status"), float(usage) if isinstance(usage, (int, float)) else None,
+                    run.get("defaultDatasetId"), run.get("defaultKeyValueStoreId"), listed.preliminary)
+
+
+def add_run_facts(client: ApiClient, attempts: Attempts, results: list[JobResult]) -> None:
+    """Give every job that was sent its runs; a run that cannot be found is a note, never a failure."""
+    sent = [r for r in results if r.attempt_ids]
+    if not sent:
+        return
+    try:
+        found = find_runs(client, [a for a in attempts.all() if a.started_run is not False], threading.Event())
+    except JobFailure as failure:
+        for result in sent:
+            result.facts_note = f"run facts could not be looked up: {failure}"
+        return
+    for result in sent:
+        runs = [facts_of(found[attempt_id]) for attempt_id in result.attempt_ids if attempt_id in found]
+        if runs:
+            result.run, result.other_runs = runs[-1], runs[:-1]
+        elif any(a.started_run for a in attempts.of_job(result.name)):
+            result.facts_note = "its run was not found in the task's run listing"
+
+
+def still_running(client: ApiClient, attempts: Attempts, results: list[JobResult], abort: bool) -> list[GoingRun]:
+    """After an interrupt: the runs that cancelled jobs started and that are still going; aborted if asked."""
+    unfinished = {r.name for r in results if not r.succeeded}
+    suspects = [a for a in attempts.all() if a.job in unfinished and a.started_run is not False]
+    if not suspects:
+        return []
+    started = time.monotonic()
+    found = find_runs(client, suspects, threading.Event(), look_again_after=0.5)
+    going = [GoingRun(a.job, str(found[a.id].run["id"])) for a in suspects
+             if a.id in found and found[a.id].run.get("status") not in TERMINAL]
+    for entry in going if abort else []:
+        try:
+            with client.abort_run(entry.run_id):
+                entry.aborted = True
+        except JobFailure as failure:
+            log.warning("could not abort run %s of %s: %s", entry.run_id, entry.job, failure)
+    log.info("looked for runs still going in %.1f s", time.monotonic() - started)
+    return going
