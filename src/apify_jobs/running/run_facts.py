@@ -34,7 +34,7 @@ class Listed:
 
 
 def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.Event,
-              look_again_after: float = LOOK_AGAIN_AFTER) -> dict[str, Listed]:
+              look_again_after: float | None = None) -> dict[str, Listed]:
     """Each attempt's run (by attempt ID), looked up in its task's listing; attempts that started none are
     simply absent."""
     found: dict[str, Listed] = {}
@@ -45,7 +45,8 @@ def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.E
         for look in range(2):
             _look(client, task, [a for a in of_task if a.id not in found], found, cancelled)
             certain = [a for a in of_task if a.id not in found and a.started_run]
-            if not certain or look or cancelled.wait(look_again_after):
+            pause = LOOK_AGAIN_AFTER if look_again_after is None else look_again_after
+            if not certain or look or cancelled.wait(pause):
                 break
     return found
 
