@@ -177,12 +177,12 @@ def test_disk_errors_are_one_clear_failure(cli, emulator, tmp_path: Path) -> Non
     assert os.path.isfile(out / "blocked")
 
 
-def test_an_unwritable_report_is_one_line_and_exit_1(cli, emulator, tmp_path: Path) -> None:
-    emulator()
+def test_an_unwritable_report_is_found_before_anything_is_sent(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n")
     code, stdout, stderr = cli("run", path, "--out-dir", tmp_path / "out", "--report", blocker / "report.json")
-    assert code == 1 and "Traceback" not in stderr
-    assert "the report could not be written" in stderr and "succeeded" in stdout
-    assert (tmp_path / "out" / "a.json").exists()
+    assert code == 2 and "Traceback" not in stderr and stderr.count("\n") == 1
+    assert f"cannot write into {blocker}" in stderr and "nothing was sent" in stderr
+    assert server.state.requests == [] and not (tmp_path / "out" / "a.json").exists()

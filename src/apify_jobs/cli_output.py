@@ -8,12 +8,29 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 from apify_jobs.errors import Problem, UsageError
 from apify_jobs.redaction import redact
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def print_safely(text: str, stream: TextIO | None = None) -> bool:
+    """Print a line (if any) unless the reader has gone away (`run | head`); False then. Later output to that
+    stream goes nowhere, and Python stays quiet about it at exit."""
+    if not text:
+        return True
+    stream = stream or sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+        return True
+    except BrokenPipeError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        except (OSError, ValueError):
+            pass
+        return False
 
 
 def print_problems(problems: Iterable[Problem]) -> None:

@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     with_vars(plan)
     plan.add_argument("--json", action="store_true", help="a JSON array, one object a job")
     plan.add_argument("--out-dir", default="out", help="output folder the paths are shown in (default ./out)")
+    plan.add_argument("--resume", action="store_true",
+                      help="show which jobs `run --resume` would skip (from the output folder's state)")
 
     run = commands.add_parser("run", help="run the jobs")
     with_paths(run)
@@ -41,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out-dir", default="out", help="output folder (default ./out)")
     run.add_argument("--report", metavar="FILE", help="report path (default <out-dir>/report.json)")
     run.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
-    run.add_argument("--resume", action="store_true", help="skip jobs the report shows done with the same request")
+    run.add_argument("--resume", action="store_true",
+                     help="skip jobs whose last success (in the folder's state) had the same request and whose "
+                          "output is intact")
     run.add_argument("--shard", metavar="I/N", help="run a stable 1/N slice of the jobs")
     run.add_argument("--emulator", action="store_true", help="run against the built-in emulator; no token needed")
     run.add_argument("--no-run-facts", dest="run_facts", action="store_false",
@@ -52,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     loudness = run.add_mutually_exclusive_group()
     loudness.add_argument("-q", "--quiet", action="store_true", help="print only the summary's failures")
     loudness.add_argument("-v", "--verbose", action="store_true", help="log every request and retry")
+
+    report = commands.add_parser("report", help="write report.json and JUnit again from the output folder's state")
+    report.add_argument("--out-dir", default="out", help="output folder whose state to read (default ./out)")
+    report.add_argument("--json", metavar="PATH", help="report.json path (default <out-dir>/report.json)")
+    report.add_argument("--junit", metavar="PATH", help="also (or with no --json, only) a JUnit XML report")
+    report.add_argument("--run", default="last", metavar="last|all|N",
+                        help="the last run (default), run number N, or every job's latest result")
 
     commands.add_parser("schema", help="print the job-file JSON Schema")
 
@@ -71,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from apify_jobs.commands import plan as command  # type: ignore[no-redef]
         elif args.command == "run":
             from apify_jobs.commands import run as command  # type: ignore[no-redef]
+        elif args.command == "report":
+            from apify_jobs.commands import report as command  # type: ignore[no-redef]
         elif args.command == "schema":
             from apify_jobs.commands import schema as command  # type: ignore[no-redef]
         else:

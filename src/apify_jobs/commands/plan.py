@@ -6,11 +6,14 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
 from apify_jobs import jobfile
 from apify_jobs.api.request import DEFAULT_BASE_URL, build_request
 from apify_jobs.cli_output import parse_vars, print_problems
 from apify_jobs.outputs.destination import LocalFolder
+from apify_jobs.running.selection import still_standing
+from apify_jobs.running.state import State, StateError, state_path
 
 
 def main(args: argparse.Namespace) -> int:
@@ -18,17 +21,25 @@ def main(args: argparse.Namespace) -> int:
     print_problems(warnings)
     base_url = os.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL
     destination = LocalFolder(args.out_dir)
+    state = _state(args.out_dir) if args.resume else None
     planned = []
     for job_file in job_files:
         for job in job_file.jobs:
             request = build_request(job, base_url)
-            planned.append({
+            entry: dict[str, Any] = {
                 "name": job.name,
                 "method": request.method,
                 "url": request.url,
                 "body": job.input,
                 "output": destination.planned(job),
-            })
+            }
+            if args.resume:
+                earlier = still_standing(job, state, destination, base_url) if state else None
+                entry["resume"] = "skip" if earlier else "run"
+                entry["succeededAt"] = earlier.finished_at if earlier else None
+            planned.append(entry)
+    if state is not None:
+        state.close()
     if args.json:
         json.dump(planned, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -37,4 +48,17 @@ def main(args: argparse.Namespace) -> int:
         print(f"{entry['name']}\n  {entry['method']} {entry['url']}")
         print(f"  body:   {json.dumps(entry['body'], ensure_ascii=False)}")
         print(f"  output: {entry['output']}")
+        if args.resume:
+            shown = f"skip (succeeded {entry['succeededAt']}, output intact)" if entry["resume"] == "skip" else "run"
+            print(f"  resume: {shown}")
     return 0
+
+
+def _state(out_dir: str) -> State | None:
+    """The folder's state, if anything has run into it (plan never creates one)."""
+    try:
+        return State(out_dir, create=False)
+    except StateError:
+        if os.path.exists(state_path(out_dir)):
+            raise
+        return None

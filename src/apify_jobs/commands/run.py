@@ -15,16 +15,19 @@ from apify_jobs import jobfile
 from apify_jobs.api.client import ApiClient, check_base_url
 from apify_jobs.api.failures import JobFailure, OutputFailure
 from apify_jobs.api.request import DEFAULT_BASE_URL
-from apify_jobs.cli_output import configure_logging, parse_vars, print_problems
+from apify_jobs.cli_output import configure_logging, parse_vars, print_problems, print_safely
 from apify_jobs.errors import UsageError
 from apify_jobs.model import GoingRun, JobFile, JobResult
-from apify_jobs.outputs.destination import LocalFolder
+from apify_jobs.outputs.destination import LocalFolder, check_writable_folder
+from apify_jobs.outputs.paths import DEFAULT_REPORT, STATE_FOLDER, may_land_on
 from apify_jobs.reports import report
 from apify_jobs.reports.progress import Progress, interrupted_runs, summary
+from apify_jobs.reports.report import ReportOf
 from apify_jobs.running.executor import Executor
 from apify_jobs.running.run_facts import add_run_facts, still_running
 from apify_jobs.running.runner import RunContext
-from apify_jobs.running.selection import parse_shard, resume, select
+from apify_jobs.running.selection import Plan, parse_shard, resume, select
+from apify_jobs.running.state import State
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -38,32 +41,83 @@ def main(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_problems(warnings)
     plan = select(job_files, args.only, shard, args.concurrency, args.fail_fast)
-    report_path = args.report or os.path.join(args.out_dir, "report.json")
+    destination = LocalFolder(args.out_dir)
+    report_path = args.report or os.path.join(args.out_dir, DEFAULT_REPORT)
+    _refuse_collisions(plan, destination, report_path, args.junit)
     configure_logging(args.verbose)
     with _api(args) as (base_url, token):
         check_base_url(base_url)
-        previous = report.load_previous(report_path) if args.resume else {}
-        client = ApiClient(token, pool_size=args.concurrency or _pool_size(job_files), base_url=base_url)
-        context = RunContext(client, LocalFolder(args.out_dir), threading.Event())
-        resumed = resume(plan, previous, context.destination, base_url) if args.resume else 0
-        progress = Progress(len(plan.entries) - resumed, quiet=args.quiet)
-        executor = Executor(plan, context, progress)
-        if plan.ignored_needs and not args.quiet:
-            print(f"apify-jobs: not selected, so not waited for: {', '.join(sorted(plan.ignored_needs))}", file=sys.stderr)
-        with _interrupts(executor):
-            results = executor.run()
-        progress.close()
-        going = _after_the_batch(args, context, results, executor.interrupted)
-        context.client.close()
-    context.destination.sync()  # outputs are durable before a report says they exist
-    print(summary(results) if not args.quiet else _failures_only(results))
-    built = report.build(results, job_files, executor.interrupted, going)
-    written = _write_reports(report_path, args.junit, built, results)
+        state = _preflight(destination, report_path, args.junit)
+        try:
+            return _run(args, plan, job_files, destination, state, base_url, token, report_path)
+        finally:
+            state.close()
+
+
+def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destination: LocalFolder, state: State,
+         base_url: str, token: str | None, report_path: str) -> int:
+    files = [{"path": f.path, "sha256": f.sha256} for f in job_files]
+    state.begin({"only": args.only, "shard": args.shard, "jobs": [e.job.name for e in plan.entries]}, files)
+    removed, freed = destination.clean_leftovers(skip=os.path.dirname(state.path))
+    if removed and not args.quiet:
+        print(f"apify-jobs: removed {removed} temporary file{'s' * (removed != 1)} that an earlier killed run left "
+              f"behind ({freed / (1 << 20):.1f} MiB freed)", file=sys.stderr)
+    client = ApiClient(token, pool_size=args.concurrency or _pool_size(job_files), base_url=base_url)
+    context = RunContext(client, destination, threading.Event())
+    resumed = resume(plan, state, destination, base_url) if args.resume else 0
+    progress = Progress(len(plan.entries) - resumed, quiet=args.quiet)
+    executor = Executor(plan, context, progress, journal=state)
+    if plan.ignored_needs and not args.quiet:
+        print(f"apify-jobs: not selected, so not waited for: {', '.join(sorted(plan.ignored_needs))}", file=sys.stderr)
+    with _interrupts(executor):
+        results = executor.run()
+    progress.close()
+    going = _after_the_batch(args, context, results, executor.interrupted)
+    client.close()
+    destination.sync()  # outputs are durable before a report says they exist
+    state.update([r for r in results if not r.resumed])
+    state.finish(executor.interrupted, {"runsStillGoing": [vars(g) for g in going]})
+    invocation, entries = state.entries(str(state.invocation))
+    of = ReportOf(entries, files, executor.interrupted, True, going, state.invocation,
+                  invocation.started_at if invocation else None, invocation.finished_at if invocation else None)
+    # A reader that went away (`run | head`) must not cost the report or change the exit status.
+    print_safely(summary(results) if not args.quiet else _failures_only(results))
+    written = _write_reports(report_path, args.junit, of)
     if executor.interrupted:
-        print(interrupted_runs(going, args.abort_on_interrupt), file=sys.stderr)
-        print("apify-jobs: interrupted; report written to " + report_path, file=sys.stderr)
+        print_safely(interrupted_runs(going, args.abort_on_interrupt), sys.stderr)
+        print_safely("apify-jobs: interrupted; report written to " + report_path, sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK if written and all(r.succeeded for r in results) else EXIT_FAILED
+
+
+def _refuse_collisions(plan: Plan, destination: LocalFolder, report_path: str, junit_path: str | None) -> None:
+    """The state folder, the report, JUnit and every output are distinct files; refused before anything is sent."""
+    state_folder = os.path.abspath(os.path.join(destination.out_dir, STATE_FOLDER))
+    named = {"--report": os.path.abspath(report_path)}
+    if junit_path:
+        named["--junit"] = os.path.abspath(junit_path)
+        if named["--junit"] == named["--report"]:
+            raise UsageError(f"--junit and the report are the same file ({junit_path}); give them different paths")
+    for flag, path in named.items():
+        if path == state_folder or path.startswith(state_folder + os.sep):
+            raise UsageError(f"{flag} {path} is inside the state folder {state_folder}; give another path")
+        for entry in plan.entries:
+            if may_land_on(os.path.abspath(destination.planned(entry.job)), path):
+                raise UsageError(f"{flag} {path} is where job '{entry.job.name}' writes its output; "
+                                 "give one of them another path")
+
+
+def _preflight(destination: LocalFolder, report_path: str, junit_path: str | None) -> State:
+    """Prove that the output folder, the report and JUnit can be written and open the state — before the first
+    request costs money."""
+    try:
+        destination.check_writable()
+        for path in (report_path, junit_path):
+            if path:
+                check_writable_folder(os.path.dirname(os.path.abspath(path)))
+    except OutputFailure as failure:
+        raise UsageError(f"{failure}; nothing was sent") from None
+    return State(destination.out_dir)
 
 
 def _after_the_batch(args: argparse.Namespace, context: RunContext, results: list[JobResult],
@@ -73,24 +127,21 @@ def _after_the_batch(args: argparse.Namespace, context: RunContext, results: lis
         try:
             return still_running(context.client, context.attempts, results, args.abort_on_interrupt)
         except JobFailure as failure:
-            print(f"apify-jobs: could not look up the runs still going: {failure}", file=sys.stderr)
+            print_safely(f"apify-jobs: could not look up the runs still going: {failure}", sys.stderr)
             return []
     if args.run_facts:
         add_run_facts(context.client, context.attempts, results)
     return []
 
 
-def _write_reports(report_path: str, junit_path: str | None, full: dict[str, Any],
-                   results: list[JobResult]) -> bool:
+def _write_reports(report_path: str, junit_path: str | None, of: ReportOf) -> bool:
     """Write report.json (and JUnit); a report that cannot be written is one line and exit 1, never a
-    traceback: the jobs' outputs are written already."""
+    traceback: the jobs' outputs are written already, and `apify-jobs report` can write it again."""
     try:
-        report.write_json(report_path, full)
-        if junit_path:
-            report.write_junit(junit_path, results)
+        report.write(of, report_path, junit_path)
     except OutputFailure as failure:
-        print(f"apify-jobs: the jobs ran (see the summary), but the report could not be written: {failure}",
-              file=sys.stderr)
+        print_safely(f"apify-jobs: the jobs ran (see the summary), but the report could not be written: {failure}",
+                     sys.stderr)
         return False
     return True
 

@@ -25,7 +25,7 @@ from apify_jobs.model import (
     JobFile,
     RetryPolicy,
 )
-from apify_jobs.outputs.paths import UNKNOWN_EXTENSION, planned_output, stays_inside
+from apify_jobs.outputs.paths import UNKNOWN_EXTENSION, planned_output, reserved_clash, stays_inside
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
 
@@ -299,6 +299,10 @@ def _duplicate_outputs(job_files: list[JobFile]) -> list[Problem]:
     for job_file in job_files:
         for job in job_file.jobs:
             path = os.path.normpath(planned_output(job))
+            clash = reserved_clash(path)
+            if clash:
+                problems.append(Problem(job.file, *job.position, f"job '{job.name}' would write its output "
+                                        f"'{path}' over {clash}; give it another `output`"))
             if path.endswith(UNKNOWN_EXTENSION):
                 continue  # the extension comes from the answer; names are unique, so such paths are too
             first = seen.setdefault(path, job)

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import os
 import queue
+import re
 import tempfile
 import threading
 from types import TracebackType
@@ -27,6 +28,8 @@ from apify_jobs.model import Job, WrittenOutput
 from apify_jobs.outputs.paths import answered_output, planned_output
 
 TEMP_SUFFIX = ".part"
+# `.<name>.<pid>.<random>.part`: the PID tells a leftover of a dead process from a live one's download
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.part$")
 RESERVE_FROM = 1 << 20  # below this, reserving space costs more than it can save
 
 
@@ -113,6 +116,30 @@ class LocalFolder(Destination):
                 _remove(path)
             self._temporary.clear()
 
+    def check_writable(self) -> None:
+        """Prove, before anything is sent, that a file can be created in the folder (OutputFailure if not)."""
+        check_writable_folder(self.out_dir)
+
+    def clean_leftovers(self, skip: str | None = None) -> tuple[int, int]:
+        """Remove temporary files that killed runs left behind (only ours, only of dead processes); returns
+        (files, bytes freed, counting space that was reserved)."""
+        files = freed = 0
+        for root, folders, names in os.walk(self.out_dir):
+            if skip:
+                folders[:] = [f for f in folders if os.path.join(root, f) != skip]
+            for name in names:
+                match = _TEMPORARY.match(name)
+                if not match or _pid_alive(int(match.group(1))):
+                    continue
+                path = os.path.join(root, name)
+                try:
+                    size = os.stat(path).st_blocks * 512
+                    os.unlink(path)
+                except OSError:
+                    continue
+                files, freed = files + 1, freed + size
+        return files, freed
+
     def _inside(self, relative: str) -> str:
         """``relative`` inside the folder, refusing any way out: `..`, an absolute path, or a link that points out."""
         root = _real_folder(self.out_dir)
@@ -164,8 +191,9 @@ class _FileWriter(OutputWriter):
         parent = os.path.dirname(target)
         try:
             os.makedirs(parent, exist_ok=True)
-            handle, self._temporary = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(target)}.",
-                                                       suffix=TEMP_SUFFIX)
+            handle, self._temporary = tempfile.mkstemp(dir=parent, suffix=TEMP_SUFFIX,
+                                                       prefix=f".{os.path.basename(target)}.{os.getpid()}.")
+            os.fchmod(handle, 0o666 & ~umask())  # what open() would give; mkstemp's 0600 broke artifact uploads
         except OSError as exc:
             raise OutputFailure(f"cannot write into {parent}: {exc.strerror}") from None
         try:
@@ -214,6 +242,44 @@ class _FileWriter(OutputWriter):
     def _fail(self, exc: OSError) -> None:
         self.abort()
         raise OutputFailure(f"cannot write {self._target}: {exc.strerror or exc}") from None
+
+
+def check_writable_folder(folder: str) -> None:
+    """Create (and remove) a file in ``folder``, creating the folder if needed; OutputFailure if that fails."""
+    try:
+        os.makedirs(folder or ".", exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder or ".", prefix=".apify-jobs-preflight-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputFailure(f"cannot write into {folder or '.'}: {exc.strerror or exc}") from None
+
+
+@functools.cache
+def umask() -> int:
+    """The process's umask, read without changing it (os.umask would race with other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_file_whole(path: str, data: bytes) -> None:

@@ -16,6 +16,8 @@ _EXTENSIONS = {
 }
 _DATASET_EXTENSIONS = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "html": ".html", "xlsx": ".xlsx",
                        "xml": ".xml", "rss": ".rss"}
+DEFAULT_REPORT = "report.json"  # in the output folder, unless --report says otherwise
+STATE_FOLDER = ".apify-jobs"  # the durable state, in the output folder
 UNKNOWN_EXTENSION = ".*"  # run-sync's OUTPUT record: the extension comes from the answer's Content-Type
 
 
@@ -49,3 +51,21 @@ def stays_inside(relative: str) -> bool:
         return False
     normal = os.path.normpath(relative)
     return normal != ".." and not normal.startswith(".." + os.sep) and normal != "."
+
+
+def may_land_on(planned: str, path: str) -> bool:
+    """Whether an output planned at ``planned`` (perhaps ending in ``.*``) could be written at ``path``."""
+    planned, path = os.path.normpath(planned), os.path.normpath(path)
+    if planned.endswith(UNKNOWN_EXTENSION):
+        return os.path.splitext(path)[0] == planned[: -len(UNKNOWN_EXTENSION)]
+    return planned == path
+
+
+def reserved_clash(relative: str) -> str | None:
+    """What a job's output (relative to the output folder) would overwrite of the tool's own files, if anything."""
+    normal = os.path.normpath(relative)
+    if normal == STATE_FOLDER or normal.startswith(STATE_FOLDER + os.sep):
+        return f"the state folder {STATE_FOLDER}/"
+    if may_land_on(normal, DEFAULT_REPORT):
+        return f"the report, {DEFAULT_REPORT}"
+    return None

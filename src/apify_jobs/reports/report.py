@@ -1,15 +1,20 @@
-"""The report files that keep what happened to each job: report.json and JUnit XML."""
+"""The report files, views of the durable state: report.json (its shape published as
+`schema/report.schema.json`) and JUnit XML. They are built from the jobs' report entries (what the state
+keeps), so that `run` and `apify-jobs report` write the same documents, also after a `kill -9`."""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from apify_jobs import __version__
-from apify_jobs.model import GoingRun, JobFile, JobResult, Status, now
+from apify_jobs.model import GoingRun, JobResult, Status, now
 from apify_jobs.outputs.destination import write_file_whole
 from apify_jobs.redaction import redact
+
+REPORT_SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "report.schema.json")
 
 
 def total_usage(results: list[JobResult]) -> tuple[float, bool] | None:
@@ -20,23 +25,44 @@ def total_usage(results: list[JobResult]) -> tuple[float, bool] | None:
     return round(sum(run.usage_total_usd or 0.0 for run in runs), 6), any(run.preliminary for run in runs)
 
 
-def build(results: list[JobResult], job_files: list[JobFile], interrupted: bool,
-          going: list[GoingRun] | None = None) -> dict[str, Any]:
-    totals: dict[str, Any] = {status.value: sum(r.status is status for r in results) for status in Status}
-    usage = total_usage(results)
-    if usage is not None:
-        totals["usageTotalUsd"], totals["usagePreliminary"] = usage
+@dataclass
+class ReportOf:
+    """What a report is about: a run of the tool (or, with `report --run all`, the whole folder)."""
+
+    entries: list[dict[str, Any]]
+    files: list[dict[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    complete: bool = True  # False: the run was killed before it finished (its report is rebuilt from the state)
+    going: list[GoingRun] = field(default_factory=list)
+    run: int | None = None  # the run's number in the state
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+def build(of: ReportOf) -> dict[str, Any]:
+    entries = of.entries
+    totals: dict[str, Any] = {"jobs": len(entries)}
+    totals.update({status.value: sum(e.get("status") == status.value for e in entries) for status in Status})
+    usages = [run.get("usageTotalUsd") for e in entries if not e.get("resumed")
+              for run in [e, *(e.get("otherRuns") or [])] if isinstance(run.get("usageTotalUsd"), (int, float))]
+    if usages:
+        totals["usageTotalUsd"] = round(sum(usages), 6)
+        totals["usagePreliminary"] = any(e.get("usagePreliminary") for e in entries if not e.get("resumed"))
     report: dict[str, Any] = {
         "tool": {"name": "apify-jobs", "version": __version__},
         "generatedAt": now(),
-        "interrupted": interrupted,
-        "files": [{"path": f.path, "sha256": f.sha256} for f in job_files],
-        "totals": {"jobs": len(results), **totals},
-        "jobs": [r.to_dict() for r in results],
+        "run": of.run,
+        "startedAt": of.started_at,
+        "finishedAt": of.finished_at,
+        "complete": of.complete,
+        "interrupted": of.interrupted,
+        "files": of.files,
+        "totals": totals,
+        "jobs": entries,
     }
-    if interrupted:
+    if of.interrupted:
         report["runsStillGoing"] = [{"job": g.job, "runId": g.run_id, "consoleUrl": g.console_url,
-                                     "aborted": g.aborted} for g in going or []]
+                                     "aborted": g.aborted} for g in of.going]
     return report
 
 
@@ -45,44 +71,44 @@ def write_json(path: str, report: dict[str, Any]) -> None:
     write_file_whole(path, text.encode("utf-8") + b"\n")
 
 
-def load_previous(path: str) -> dict[str, dict[str, Any]]:
-    """The jobs of an earlier report by name (for --resume); empty when there is none or it is unreadable."""
-    try:
-        with open(path, encoding="utf-8") as stream:
-            data = json.load(stream)
-        return {entry["name"]: entry for entry in data.get("jobs", []) if isinstance(entry, dict) and "name" in entry}
-    except (OSError, ValueError, AttributeError, TypeError):
-        return {}
-
-
-def write_junit(path: str, results: list[JobResult]) -> None:
+def write_junit(path: str, entries: list[dict[str, Any]]) -> None:
     from xml.etree import ElementTree  # only with --junit
 
+    def seconds(entry: dict[str, Any]) -> float:
+        return float(entry.get("durationMs") or 0) / 1000
+
     suite = ElementTree.Element("testsuite", {
-        "name": "apify-jobs", "tests": str(len(results)),
-        "failures": str(sum(r.status is Status.FAILED for r in results)),
+        "name": "apify-jobs", "tests": str(len(entries)),
+        "failures": str(sum(e.get("status") == "failed" for e in entries)),
         "errors": "0",
-        "skipped": str(sum(r.status in (Status.SKIPPED, Status.CANCELLED) for r in results)),
-        "time": f"{sum((r.duration_ms or 0) for r in results) / 1000:.3f}",
+        "skipped": str(sum(e.get("status") in ("skipped", "cancelled") for e in entries)),
+        "time": f"{sum(seconds(e) for e in entries):.3f}",
     })
-    for result in results:
+    for entry in entries:
         case = ElementTree.SubElement(suite, "testcase", {
-            "classname": os.path.splitext(os.path.basename(result.file))[0], "name": result.name,
-            "time": f"{(result.duration_ms or 0) / 1000:.3f}"})
-        if result.run:
+            "classname": os.path.splitext(os.path.basename(str(entry.get("file", ""))))[0],
+            "name": str(entry.get("name")), "time": f"{seconds(entry):.3f}"})
+        if entry.get("runId"):
             properties = ElementTree.SubElement(case, "properties")
-            for name, value in (("runId", result.run.run_id), ("consoleUrl", result.run.console_url)):
-                ElementTree.SubElement(properties, "property", {"name": name, "value": value})
-        error = result.error
-        if result.status is Status.FAILED:
-            failure = ElementTree.SubElement(case, "failure", {"type": error.type if error else "failed",
-                                                               "message": error.message if error else ""})
-            failure.text = json.dumps(error.to_dict() if error else {}, ensure_ascii=False)
-        elif result.status in (Status.SKIPPED, Status.CANCELLED):
-            message = error.message if error else (result.note or "")
-            ElementTree.SubElement(case, "skipped", {"message": f"{result.status}: {message}"})
+            for name in ("runId", "consoleUrl"):
+                ElementTree.SubElement(properties, "property", {"name": name, "value": str(entry[name])})
+        error = entry.get("error") or {}
+        if entry.get("status") == "failed":
+            failure = ElementTree.SubElement(case, "failure", {"type": str(error.get("type", "failed")),
+                                                               "message": str(error.get("message", ""))})
+            failure.text = json.dumps(error, ensure_ascii=False)
+        elif entry.get("status") in ("skipped", "cancelled"):
+            message = error.get("message", entry.get("note") or "")
+            ElementTree.SubElement(case, "skipped", {"message": f"{entry['status']}: {message}"})
     root = ElementTree.Element("testsuites")
     root.append(suite)
     ElementTree.indent(root)
     text = ElementTree.tostring(root, encoding="unicode", xml_declaration=True)
     write_file_whole(path, redact(text).encode("utf-8") + b"\n")
+
+
+def write(of: ReportOf, json_path: str | None, junit_path: str | None) -> None:
+    if json_path:
+        write_json(json_path, build(of))
+    if junit_path:
+        write_junit(junit_path, of.entries)

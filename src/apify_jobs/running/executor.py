@@ -10,8 +10,9 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
-from apify_jobs.model import Job, JobResult, Status
+from apify_jobs.model import Job, JobResult, Status, now
 from apify_jobs.reports.progress import Progress
 from apify_jobs.running.runner import RunContext, decided, run_job
 from apify_jobs.running.selection import Plan, Planned
@@ -19,13 +20,31 @@ from apify_jobs.running.selection import Plan, Planned
 GRACE_SECONDS = 1.0  # after Ctrl-C, how long a job that is just finishing may still report success
 
 
+class Journal(Protocol):
+    """Where each decided job is recorded the moment it is decided (the durable state)."""
+
+    def lease(self, job: str) -> str | None:
+        """Take the job for this process; None, or who runs it already."""
+
+    def record(self, seq: int, result: JobResult) -> None: ...
+
+
+class _NoJournal:
+    def lease(self, job: str) -> str | None:
+        return None
+
+    def record(self, seq: int, result: JobResult) -> None:
+        pass
+
+
 class Executor:
     def __init__(self, plan: Plan, context: RunContext, progress: Progress,
-                 run: Callable[[Job, RunContext], JobResult] = run_job):
+                 run: Callable[[Job, RunContext], JobResult] = run_job, journal: Journal | None = None):
         self.plan = plan
         self.context = context
         self.progress = progress
         self._run = run
+        self._journal: Journal = journal or _NoJournal()
         self._changed = threading.Condition()
         self._running_per_file = [0] * len(plan.file_caps)
         self._running = 0
@@ -57,6 +76,9 @@ class Executor:
         for worker in workers:
             worker.start()
         self._pending = [entry for entry in self.plan.entries if entry.result is None]
+        for entry in self.plan.entries:
+            if entry.result is not None:  # resumed
+                self._journal.record(entry.seq, entry.result)
         try:
             with self._changed:
                 while not self.interrupted:
@@ -84,21 +106,24 @@ class Executor:
             job = entry.job
             if self._stop_all or entry.file_index in self._stopped_files:
                 reason = self._stop_all or "an earlier job of this file failed and failFast is on"
-                entry.result = self._decided(job, Status.CANCELLED, reason)
-                self.progress.finish(entry.result)
+                self._decide(entry, self._decided(job, Status.CANCELLED, reason))
                 continue
             needs = [by_name[n] for n in job.needs if n in by_name]
             blocked = next((n.result for n in needs if n.result is not None and not n.result.succeeded), None)
             if blocked is not None:
-                entry.result = self._decided(job, Status.SKIPPED, f"needs {blocked.name}, which {blocked.status}")
-                self.progress.finish(entry.result)
+                self._decide(entry, self._decided(job, Status.SKIPPED, f"needs {blocked.name}, which {blocked.status}"))
                 continue
             full = (self._running_per_file[entry.file_index] >= self.plan.file_caps[entry.file_index]
                     or (self.plan.global_cap is not None and self._running >= self.plan.global_cap))
             if full or any(n.result is None for n in needs):
                 waiting.append(entry)
                 continue
+            holder = self._journal.lease(job.name)
+            if holder is not None:  # another live process runs this job into the same folder
+                self._decide(entry, self._decided(job, Status.SKIPPED, holder))
+                continue
             entry.started = True
+            entry.started_at = now()
             self._running += 1
             self._running_per_file[entry.file_index] += 1
             self.progress.start(job.name)
@@ -118,13 +143,17 @@ class Executor:
             self._running -= 1
             self._running_per_file[entry.file_index] -= 1
             self._changed.notify_all()
-            if self.interrupted and not result.succeeded:
+            if entry.result is not None or (self.interrupted and not result.succeeded):
                 return  # _abandon() records it as cancelled
+            # Recorded before the job counts as done: a kill from here on finds it in the state.
+            self._journal.record(entry.seq, result)
             entry.result = result
             if result.status is Status.FAILED:
                 if result.error is not None and result.error.stops_batch:
                     self._stop_all = (f"not sent: {entry.job.name} was refused with HTTP {result.http_status} "
                                       "and every other job would be too; check APIFY_TOKEN")
+                elif self.plan.fail_fast_all:
+                    self._stop_all = f"not sent: {entry.job.name} failed and --fail-fast is on"
                 elif self.plan.file_fail_fast[entry.file_index]:
                     self._stopped_files.add(entry.file_index)
             self._changed.notify_all()
@@ -140,10 +169,20 @@ class Executor:
                 if entry.started:
                     result = self._decided(entry.job, Status.CANCELLED, "interrupted while running; the platform "
                                                                         "may still be running it")
-                    result.attempts = 1
+                    # What helps find its run later: when it started, and each attempt's identity.
+                    result.started_at = entry.started_at
+                    result.attempt_ids = [a.id for a in self.context.attempts.of_job(entry.job.name)]
+                    result.attempts = max(len(result.attempt_ids), 1)
                 else:
                     result = self._decided(entry.job, Status.CANCELLED, "interrupted before it started; never sent")
+                self._journal.record(entry.seq, result)
                 entry.result = result
+
+    def _decide(self, entry: Planned, result: JobResult) -> None:
+        """A job decided without running (cancelled or skipped): recorded, shown, done."""
+        self._journal.record(entry.seq, result)
+        entry.result = result
+        self.progress.finish(result)
 
     def _decided(self, job: Job, status: Status, message: str) -> JobResult:
         return decided(job, self.context.base_url, status, message)

@@ -5,21 +5,23 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
 
 from apify_jobs.api.request import build_request
 from apify_jobs.errors import UsageError
 from apify_jobs.model import Job, JobFile, JobResult, Status
 from apify_jobs.outputs.destination import Destination
 from apify_jobs.running.runner import new_result
+from apify_jobs.running.state import Earlier, State, request_key
 
 
 @dataclass
 class Planned:
     job: Job
     file_index: int
+    seq: int = 0  # its place in the selection (the report's order)
     result: JobResult | None = None  # set once the job is decided (run, resumed, skipped or cancelled)
     started: bool = False
+    started_at: str | None = None
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Plan:
     file_fail_fast: list[bool]
     global_cap: int | None = None
     ignored_needs: set[str] = field(default_factory=set)
+    fail_fast_all: bool = False  # --fail-fast: a failure stops every file, not only its own
 
 
 def parse_shard(value: str | None) -> tuple[int, int] | None:
@@ -72,7 +75,7 @@ def shard_keys(job_files: list[JobFile]) -> dict[str, str]:
 
 def select(job_files: list[JobFile], only: list[str], shard: tuple[int, int] | None, global_cap: int | None,
            fail_fast: bool) -> Plan:
-    entries = []
+    entries: list[Planned] = []
     keys = shard_keys(job_files) if shard else {}
     for index, job_file in enumerate(job_files):
         for job in job_file.jobs:
@@ -80,29 +83,33 @@ def select(job_files: list[JobFile], only: list[str], shard: tuple[int, int] | N
                 continue
             if shard and not in_shard(keys[job.name], shard):
                 continue
-            entries.append(Planned(job, index))
+            entries.append(Planned(job, index, len(entries)))
     if only and not entries:
         raise UsageError(f"--only {' '.join(only)} matches no job")
     selected = {entry.job.name for entry in entries}
     ignored = {need for entry in entries for need in entry.job.needs if need not in selected}
-    return Plan(entries, [f.concurrency for f in job_files], [fail_fast or f.fail_fast for f in job_files],
-                global_cap, ignored)
+    return Plan(entries, [f.concurrency for f in job_files], [f.fail_fast for f in job_files], global_cap, ignored,
+                fail_fast)
 
 
-def resume(plan: Plan, previous: dict[str, dict[str, Any]], destination: Destination, base_url: str) -> int:
-    """Mark jobs whose earlier success still stands (same request, output intact); returns how many."""
+def resume(plan: Plan, state: State, destination: Destination, base_url: str) -> int:
+    """Mark jobs whose latest success for the same request still stands (its output in place with the same
+    sha256), whatever ran in between; returns how many."""
     count = 0
     for entry in plan.entries:
-        before = previous.get(entry.job.name)
-        if not before or before.get("status") != "succeeded":
-            continue
-        request = build_request(entry.job, base_url)
-        same_request = before.get("task") == entry.job.task and before.get("request") == {
-            "endpoint": request.endpoint, "query": dict(request.query), "inputSha256": request.input_sha256}
-        output = before.get("output") or {}
-        if same_request and output.get("path") and destination.sha256_of(output["path"]) == output.get("sha256"):
-            result = new_result(entry.job, request)
-            result.status, result.resumed, result.previous = Status.SUCCEEDED, True, before
+        earlier = still_standing(entry.job, state, destination, base_url)
+        if earlier is not None:
+            result = new_result(entry.job, build_request(entry.job, base_url))
+            result.status, result.resumed, result.previous = Status.SUCCEEDED, True, earlier.entry
             entry.result = result
             count += 1
     return count
+
+
+def still_standing(job: Job, state: State, destination: Destination, base_url: str) -> Earlier | None:
+    """The job's latest success for the request it would send now, if its output is still intact."""
+    earlier = state.latest_success(job.name, request_key(new_result(job, build_request(job, base_url))))
+    output = (earlier.entry.get("output") or {}) if earlier else {}
+    if earlier is None or not output.get("path") or destination.sha256_of(output["path"]) != output.get("sha256"):
+        return None
+    return earlier

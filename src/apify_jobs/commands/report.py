@@ -1,0 +1,40 @@
+"""`apify-jobs report`: write report.json and JUnit again from the durable state, at any time (also after a
+`kill -9`, when the run itself could not)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from apify_jobs.api.failures import OutputFailure
+from apify_jobs.cli_output import print_safely
+from apify_jobs.errors import UsageError
+from apify_jobs.model import GoingRun
+from apify_jobs.outputs.paths import DEFAULT_REPORT
+from apify_jobs.reports import report
+from apify_jobs.reports.report import ReportOf
+from apify_jobs.running.state import State
+
+
+def main(args: argparse.Namespace) -> int:
+    state = State(args.out_dir, create=False)
+    try:
+        invocation, entries = state.entries(args.run)
+    finally:
+        state.close()
+    json_path = args.json or (None if args.junit else os.path.join(args.out_dir, DEFAULT_REPORT))
+    if invocation is None:  # --run all: the latest result of every job that ever ran into the folder
+        of = ReportOf(entries)
+    else:
+        going = [GoingRun(**g) for g in invocation.extra.get("runsStillGoing", [])]
+        of = ReportOf(entries, invocation.files, invocation.interrupted, invocation.finished_at is not None, going,
+                      invocation.id, invocation.started_at, invocation.finished_at)
+    try:
+        report.write(of, json_path, args.junit)
+    except OutputFailure as failure:
+        raise UsageError(f"the report could not be written: {failure}") from None
+    written = " and ".join(p for p in (json_path, args.junit) if p)
+    which = "every job's latest result" if invocation is None else f"run {invocation.id}" + (
+        "" if of.complete else " (it was killed before it finished)")
+    print_safely(f"apify-jobs: wrote {written}: {len(entries)} job{'s' * (len(entries) != 1)} of {which}")
+    return 0

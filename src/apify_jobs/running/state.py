@@ -1,0 +1,306 @@
+"""The durable memory of an output folder: every invocation of the tool and every job result, in SQLite
+(`<out-dir>/.apify-jobs/state.sqlite3`, WAL mode), so that a `kill -9`, a partial run or a second process
+cannot wipe what is known.
+
+A job's result is committed when the job ends, after its output was fsynced and renamed into place: after
+a kill at any instant the state holds every job that had finished and nothing that had not. Several
+processes (shards, separate invocations) record into one state safely: SQLite's locking, a busy timeout
+and one short transaction per job. A job run by a live process holds a lease on its name; a dead
+process's lease is taken over.
+
+The state stores what the report shows (the token is masked before anything is written), and for
+`--resume` a request key: the sha256 of the request as sent (endpoint, task, query, input sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from apify_jobs import __version__
+from apify_jobs.errors import ApifyJobsError
+from apify_jobs.model import JobResult, now
+from apify_jobs.outputs.paths import STATE_FOLDER
+from apify_jobs.redaction import redact
+
+STATE_FILE = "state.sqlite3"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+FOREIGN_LEASE_SECONDS = 24 * 3600  # a lease held from another machine is trusted this long
+
+
+class StateError(ApifyJobsError):
+    """The state cannot be opened or read: one line, exit 2, never a silent fresh start."""
+
+
+def state_path(out_dir: str) -> str:
+    return os.path.join(out_dir, STATE_FOLDER, STATE_FILE)
+
+
+def request_key(result: JobResult) -> str:
+    """The identity of the request as sent: `--resume` skips a job only when this is unchanged."""
+    text = json.dumps([result.task, result.endpoint, sorted(result.query.items()), result.input_sha256])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS invocations (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    interrupted INTEGER NOT NULL DEFAULT 0,
+    version TEXT NOT NULL,
+    command TEXT NOT NULL,
+    selection TEXT NOT NULL,
+    files TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    extra TEXT
+);
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY,
+    invocation INTEGER NOT NULL REFERENCES invocations(id),
+    seq INTEGER NOT NULL,
+    job TEXT NOT NULL,
+    request_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    resumed INTEGER NOT NULL DEFAULT 0,
+    output_path TEXT,
+    output_sha256 TEXT,
+    finished_at TEXT,
+    entry TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_by_job ON results(job, request_key, status, id);
+CREATE INDEX IF NOT EXISTS results_by_invocation ON results(invocation, seq);
+CREATE TABLE IF NOT EXISTS leases (
+    job TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    pid_start TEXT,
+    host TEXT NOT NULL,
+    invocation INTEGER NOT NULL,
+    since REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    id: int
+    started_at: str
+    finished_at: str | None
+    interrupted: bool
+    version: str
+    command: list[str]
+    selection: dict[str, Any]
+    files: list[dict[str, str]]
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """An earlier succeeded result of a job, for `--resume`."""
+
+    entry: dict[str, Any]
+    finished_at: str | None
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), to tell it from a later process with its PID."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stream:
+            return stream.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return started is None or _process_start(pid) in (None, started)
+
+
+class State:
+    """One output folder's state, shared by the threads of this process (one connection, one lock)."""
+
+    def __init__(self, out_dir: str, create: bool = True):
+        self.path = state_path(out_dir)
+        if not create and not os.path.exists(self.path):
+            raise StateError(f"no state in {out_dir} ({self.path} does not exist): nothing has run into it")
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StateError(f"the state {self.path} was written by a newer apify-jobs (state version "
+                                 f"{version}, this one reads up to {SCHEMA_VERSION}); upgrade apify-jobs")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            # A crash of the process loses nothing committed; a power cut may lose the last commits, which
+            # --resume then re-checks against the outputs' sha256 (it never trusts the state alone).
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            if version == 0:
+                with self._transaction():
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("SELECT count(*) FROM results").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"the state {self.path} cannot be read ({exc}); move it aside to start afresh "
+                             "(--resume then re-runs everything)") from None
+        except OSError as exc:
+            raise StateError(f"cannot open the state {self.path}: {exc.strerror or exc}") from None
+        self._lock = threading.RLock()
+        self._host = socket.gethostname()
+        self._pid = os.getpid()
+        self._pid_start = _process_start(self._pid)
+        self.invocation: int | None = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection):
+            self._db = db
+
+        def __enter__(self) -> None:
+            self._db.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+            self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+    def _transaction(self) -> State._Tx:
+        return State._Tx(self._db)
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        try:
+            with self._lock, self._transaction():
+                return self._db.execute(sql, params)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"cannot write the state {self.path}: {exc}") from None
+
+    # --- invocations ------------------------------------------------------------------------------
+    def begin(self, selection: dict[str, Any], files: list[dict[str, str]]) -> int:
+        cursor = self._write(
+            "INSERT INTO invocations (started_at, version, command, selection, files, pid, host) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (now(), __version__, redact(json.dumps(sys.argv)), json.dumps(selection), json.dumps(files), self._pid,
+             self._host))
+        self.invocation = int(cursor.lastrowid or 0)
+        return self.invocation
+
+    def finish(self, interrupted: bool, extra: dict[str, Any] | None = None) -> None:
+        self._write("UPDATE invocations SET finished_at = ?, interrupted = ?, extra = ? WHERE id = ?",
+                    (now(), int(interrupted), redact(json.dumps(extra or {})), self.invocation))
+        with self._lock:
+            self._write("DELETE FROM leases WHERE pid = ? AND host = ?", (self._pid, self._host))
+
+    def invocation_of(self, which: str) -> Invocation:
+        """``last``, or an invocation's number."""
+        with self._lock:
+            if which == "last":
+                row = self._db.execute("SELECT * FROM invocations ORDER BY id DESC LIMIT 1").fetchone()
+            else:
+                try:
+                    number = int(which)
+                except ValueError:
+                    raise StateError(f"--run takes last, all or a run number, not {which!r}") from None
+                row = self._db.execute("SELECT * FROM invocations WHERE id = ?", (number,)).fetchone()
+        if row is None:
+            raise StateError(f"no run {which} in {self.path}")
+        return _invocation(row)
+
+    # --- leases -----------------------------------------------------------------------------------
+    def lease(self, job: str) -> str | None:
+        """Take ``job`` for this process; None if taken, else who holds it ("running in process N")."""
+        with self._lock:
+            try:
+                with self._transaction():
+                    held = self._db.execute("SELECT pid, pid_start, host, since FROM leases WHERE job = ?",
+                                            (job,)).fetchone()
+                    if held is not None and (held[0], held[2]) != (self._pid, self._host):
+                        pid, started, host, since = held
+                        if host == self._host and _alive(pid, started):
+                            return f"running in process {pid}"
+                        if host != self._host and time.time() - since < FOREIGN_LEASE_SECONDS:
+                            return f"running in process {pid} on {host}"
+                    self._db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?)",
+                                     (job, self._pid, self._pid_start, self._host, self.invocation or 0, time.time()))
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"cannot write the state {self.path}: {exc}") from None
+        return None
+
+    # --- results ----------------------------------------------------------------------------------
+    def record(self, seq: int, result: JobResult) -> None:
+        """Commit ``result`` (its output is in place already) and release the job's lease, in one transaction."""
+        entry = result.to_dict()
+        output = entry.get("output") or {}
+        text = redact(json.dumps(entry, ensure_ascii=False))
+        with self._lock:
+            try:
+                with self._transaction():
+                    self._db.execute(
+                        "INSERT INTO results (invocation, seq, job, request_key, status, resumed, output_path, "
+                        "output_sha256, finished_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (self.invocation, seq, result.name, request_key(result), entry["status"], int(result.resumed),
+                         output.get("path"), output.get("sha256"), entry.get("finishedAt"), text))
+                    self._db.execute("DELETE FROM leases WHERE job = ? AND pid = ? AND host = ?",
+                                     (result.name, self._pid, self._host))
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"cannot write the state {self.path}: {exc}") from None
+
+    def update(self, results: list[JobResult]) -> None:
+        """Rewrite this invocation's entries of ``results`` (run facts arrive after the jobs ended)."""
+        with self._lock:
+            try:
+                with self._transaction():
+                    for result in results:
+                        text = redact(json.dumps(result.to_dict(), ensure_ascii=False))
+                        self._db.execute("UPDATE results SET entry = ? WHERE invocation = ? AND job = ? AND resumed = 0",
+                                         (text, self.invocation, result.name))
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"cannot write the state {self.path}: {exc}") from None
+
+    def latest_success(self, job: str, key: str) -> Earlier | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT entry, finished_at FROM results WHERE job = ? AND request_key = ? AND status = 'succeeded' "
+                "ORDER BY id DESC LIMIT 1", (job, key)).fetchone()
+        if row is None:
+            return None
+        return Earlier(json.loads(row[0]), row[1])
+
+    def entries(self, which: str) -> tuple[Invocation | None, list[dict[str, Any]]]:
+        """The report entries of one invocation (``last`` or a number), in the order it selected them; or with
+        ``all``, each job's latest entry over every invocation."""
+        with self._lock:
+            if which == "all":
+                rows = self._db.execute(
+                    "SELECT entry FROM results WHERE id IN (SELECT max(id) FROM results GROUP BY job) "
+                    "ORDER BY job").fetchall()
+                return None, [json.loads(row[0]) for row in rows]
+        invocation = self.invocation_of(which)
+        with self._lock:
+            rows = self._db.execute("SELECT entry FROM results WHERE invocation = ? ORDER BY seq, id",
+                                    (invocation.id,)).fetchall()
+        return invocation, [json.loads(row[0]) for row in rows]
+
+
+def _invocation(row: tuple[Any, ...]) -> Invocation:
+    (number, started, finished, interrupted, version, command, selection, files, _pid, _host, extra) = row
+    return Invocation(number, started, finished, bool(interrupted), version, json.loads(command),
+                      json.loads(selection), json.loads(files), json.loads(extra or "{}"))
