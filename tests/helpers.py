@@ -35,3 +35,15 @@ def jobs_by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def leftovers(folder: Path) -> list[str]:
     """Temporary files a download left behind (there must never be any)."""
     return sorted(str(p) for p in folder.rglob("*.part"))
+
+
+def until(condition, seconds: float = 20.0) -> bool:
+    """Wait (polling) until ``condition()`` holds; whether it did within ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from apify_jobs.api import recovery
-from tests.helpers import job_file, jobs_by_name, leftovers, read_report
+from tests.helpers import job_file, jobs_by_name, leftovers, read_report, until
 
 FAST = "backoff: {initial: 0, max: 0}"
 ATTEMPT_ID = re.compile(r"^apify-jobs/[0-9.]+ \(\+([0-9a-f]{32})\)$")
@@ -191,9 +191,7 @@ def _interrupted_run(tmp_path: Path, emulator, *extra: str) -> tuple[subprocess.
     path = job_file(tmp_path, "concurrency: 3\njobs:\n" + "".join(f"  - {{name: j{i}, task: me~t}}\n" for i in range(5)))
     process = subprocess.Popen([sys.executable, "-m", "apify_jobs", "run", str(path), "--out-dir", str(tmp_path / "out"),
                                 *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while len(server.state.runs) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert until(lambda: len(server.state.runs) >= 3)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), server
@@ -221,9 +219,7 @@ def test_abort_on_interrupt_with_nothing_running_says_so(emulator, tmp_path: Pat
     path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, retry: {on: [rate-limit]}}\n")
     process = subprocess.Popen([sys.executable, "-m", "apify_jobs", "run", str(path), "--out-dir", str(tmp_path / "out"),
                                 "--abort-on-interrupt"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while not server.state.requests and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert until(lambda: bool(server.state.requests))
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)

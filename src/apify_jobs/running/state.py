@@ -140,24 +140,7 @@ class State:
             raise StateError(f"no state in {out_dir} ({self.path} does not exist): nothing has run into it")
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StateError(f"the state {self.path} was written by a newer apify-jobs (state version "
-                                 f"{version}, this one reads up to {SCHEMA_VERSION}); upgrade apify-jobs")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            # A crash of the process loses nothing committed; a power cut may lose the last commits, which
-            # --resume then re-checks against the outputs' sha256 (it never trusts the state alone).
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            if version == 0:
-                with self._transaction():
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self._db.execute("SELECT count(*) FROM results").fetchone()
+            self._db = self._open()
         except sqlite3.DatabaseError as exc:
             raise StateError(f"the state {self.path} cannot be read ({exc}); move it aside to start afresh "
                              "(--resume then re-runs everything)") from None
@@ -168,6 +151,48 @@ class State:
         self._pid = os.getpid()
         self._pid_start = _process_start(self._pid)
         self.invocation: int | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, and create the tables if this is the first run into the folder. Another process opening
+        the same new state at once makes some of these steps answer "locked" without waiting (switching to
+        WAL does), so the whole opening is tried again until the busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                 check_same_thread=False)
+            try:
+                self._prepare(db)
+                return db
+            except sqlite3.OperationalError as exc:
+                db.close()
+                busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode = WAL")
+        # A crash of the process loses nothing committed; a power cut may lose the last commits, which
+        # --resume then re-checks against the outputs' sha256 (it never trusts the state alone).
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StateError(f"the state {self.path} was written by a newer apify-jobs (state version "
+                                 f"{version}, this one reads up to {SCHEMA_VERSION}); upgrade apify-jobs")
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("SELECT count(*) FROM results").fetchone()
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:

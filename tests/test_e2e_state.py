@@ -1,0 +1,265 @@
+"""The durable state with real processes: kills, partial runs, shards into one folder, collisions,
+pre-flight, pipes, fail-fast, file modes, leases, leftovers and a state that cannot be read. The emulator
+counts every POST."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from tests.conftest import REPO, run_process
+from tests.helpers import job_file, jobs_by_name, leftovers, read_report, until
+
+REPORT_SCHEMA = json.loads((REPO / "schema" / "report.schema.json").read_text())
+
+
+def batch(tmp_path: Path, count: int, concurrency: int = 4, name: str = "jobs.yaml") -> Path:
+    body = "".join(f"  - {{name: j{i}, task: me~t, input: {{n: {i}}}}}\n" for i in range(count))
+    return job_file(tmp_path, f"concurrency: {concurrency}\njobs:\n{body}", name)
+
+
+def sent_names(server) -> Counter[str]:
+    return Counter(f"j{json.loads(r['body'])['n']}" for r in server.state.run_sync_requests())
+
+
+def start(path: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "apify_jobs", "run", str(path), "--out-dir", str(out), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kill_9_at_a_random_instant_then_resume_sends_only_what_had_not_finished(emulator, tmp_path: Path,
+                                                                                   seed: int) -> None:
+    server = emulator({"default": {"latency": 0.05, "bodyBytes": 2_000_000}})
+    path, out = batch(tmp_path, 24), tmp_path / "out"
+    process = start(path, out)
+    target = random.Random(seed).randint(4, 18)
+    assert until(lambda: len(server.state.requests) >= target)
+    process.kill()
+    process.wait(10)
+    first = sent_names(server)
+    state = sqlite3.connect(out / ".apify-jobs" / "state.sqlite3")
+    finished = {row[0] for row in state.execute("SELECT job FROM results WHERE status = 'succeeded'")}
+    state.close()
+    assert finished and len(finished) < 24  # killed in the middle
+    for name in finished:  # the state holds nothing that had not finished: each of its outputs is whole
+        assert (out / f"{name}.bin").stat().st_size == 2_000_000
+    result = run_process("run", str(path), "--out-dir", str(out), "--resume")
+    assert result.returncode == 0, result.stderr
+    again = sent_names(server) - first
+    assert set(again) == {f"j{i}" for i in range(24)} - finished and all(n == 1 for n in again.values())
+    assert leftovers(out) == []  # the killed run's temporary files are gone
+    report = read_report(out)
+    assert report["totals"]["succeeded"] == 24 and {e["name"] for e in report["jobs"] if e.get("resumed")} == finished
+    jsonschema.validate(report, REPORT_SCHEMA)
+
+
+def test_report_is_rebuilt_after_a_kill(emulator, tmp_path: Path) -> None:
+    server = emulator({"tasks": {"me~slow": {"latency": 30}}})
+    path = job_file(tmp_path, "concurrency: 3\njobs:\n  - {name: a, task: me~t}\n  - {name: b, task: me~t}\n"
+                              "  - {name: slow, task: me~slow}\n")
+    out = tmp_path / "out"
+    process = start(path, out)
+    assert until(lambda: len(server.state.requests) >= 3)
+    time.sleep(0.5)
+    process.kill()
+    process.wait(10)
+    assert not (out / "report.json").exists()
+    result = run_process("report", "--out-dir", str(out), "--junit", str(tmp_path / "junit.xml"), "--json",
+                         str(out / "report.json"))
+    assert result.returncode == 0 and "killed before it finished" in result.stdout
+    report = read_report(out)
+    assert [e["name"] for e in report["jobs"]] == ["a", "b"] and report["complete"] is False
+    jsonschema.validate(report, REPORT_SCHEMA)
+    assert (tmp_path / "junit.xml").read_text().count("<testcase") == 2
+
+
+def test_only_then_resume_resends_nothing_that_succeeded(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    path, out = batch(tmp_path, 6), tmp_path / "out"
+    assert cli("run", path, "--out-dir", out)[0] == 0
+    assert cli("run", path, "--out-dir", out, "--only", "j1")[0] == 0  # the report now lists only j1
+    before = sent_names(server)
+    code, _, _ = cli("run", path, "--out-dir", out, "--resume")
+    assert code == 0 and sent_names(server) == before  # nothing re-sent
+    assert read_report(out)["totals"]["succeeded"] == 6
+
+
+def test_a_changed_request_or_a_changed_output_is_run_again(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    path, out = batch(tmp_path, 3), tmp_path / "out"
+    assert cli("run", path, "--out-dir", out)[0] == 0
+    (out / "j0.json").write_text("tampered")
+    path.write_text(path.read_text().replace("{n: 2}", "{n: 2, more: true}"))
+    assert cli("run", path, "--out-dir", out, "--resume")[0] == 0
+    assert [json.loads(r["body"]) for r in server.state.run_sync_requests()[3:]] == [{"n": 0}, {"n": 2, "more": True}]
+
+
+def test_two_shard_processes_into_one_folder_then_resume_sends_nothing(emulator, tmp_path: Path) -> None:
+    server = emulator({"default": {"latency": 0.02}})
+    path, out = batch(tmp_path, 20), tmp_path / "out"
+    shards = [start(path, out, "--shard", f"{i}/2") for i in (1, 2)]
+    for process in shards:
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+    assert sum(sent_names(server).values()) == 20
+    result = run_process("run", str(path), "--out-dir", str(out), "--resume")
+    assert result.returncode == 0 and sum(sent_names(server).values()) == 20
+    report = read_report(out)
+    assert len(report["jobs"]) == 20 and all(e.get("resumed") for e in report["jobs"])
+    every = run_process("report", "--out-dir", str(out), "--run", "all", "--json", str(tmp_path / "all.json"))
+    assert every.returncode == 0
+    assert len(json.loads((tmp_path / "all.json").read_text())["jobs"]) == 20
+
+
+def test_a_job_run_by_another_live_process_is_skipped_not_sent_twice(emulator, tmp_path: Path) -> None:
+    server = emulator({"default": {"latency": 2}})
+    path, out = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), tmp_path / "out"
+    first = start(path, out)
+    assert until(lambda: bool(server.state.requests))
+    second = run_process("run", str(path), "--out-dir", str(out), "--report", str(tmp_path / "second.json"))
+    first.communicate(timeout=30)
+    entry = jobs_by_name(json.loads((tmp_path / "second.json").read_text()))["a"]
+    assert len(server.state.requests) == 1 and second.returncode == 1
+    assert entry["status"] == "skipped" and entry["error"]["message"] == f"running in process {first.pid}"
+
+
+def test_a_dead_process_does_not_hold_its_lease(emulator, tmp_path: Path) -> None:
+    server = emulator({"default": {"latency": 30}})
+    path, out = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), tmp_path / "out"
+    first = start(path, out)
+    assert until(lambda: bool(server.state.requests))
+    first.kill()
+    first.wait(10)
+    server.state.script.default = type(server.state.script.default)()  # answer at once from now on
+    result = run_process("run", str(path), "--out-dir", str(out))
+    assert result.returncode == 0 and len(server.state.requests) == 2
+
+
+def test_a_job_that_would_overwrite_the_report_or_state_is_refused_at_validate(cli, tmp_path: Path) -> None:
+    path = job_file(tmp_path, "jobs:\n  - {name: report, task: me~t}\n  - {name: b, task: me~t, output: report.json}\n"
+                              "  - {name: c, task: me~t, output: .apify-jobs/x.json}\n")
+    code, _, err = cli("validate", path)
+    assert code == 2 and err.count("over the report, report.json") == 2 and "over the state folder" in err
+
+
+def test_report_or_junit_over_an_output_is_refused_before_sending(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    path, out = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, output: a.json}\n  - {name: b, task: me~t}\n"), \
+        tmp_path / "out"
+    for flag, target in (("--report", out / "a.json"), ("--junit", out / "b.xml"), ("--junit", out / "report.json")):
+        code, _, err = cli("run", path, "--out-dir", out, flag, target)
+        assert code == 2 and flag in err, err
+    assert server.state.requests == []
+
+
+def test_an_unwritable_output_folder_sends_nothing(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    (tmp_path / "blocked").write_text("a file where the output folder should be")
+    code, _, err = cli("run", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), "--out-dir",
+                       tmp_path / "blocked" / "out")
+    assert code == 2 and "nothing was sent" in err and server.state.requests == []
+
+
+def test_a_closed_stdout_keeps_the_report_and_the_exit_status(emulator, tmp_path: Path) -> None:
+    emulator({"tasks": {"me~bad": {"respond": "run-failed"}}})
+    body = "".join(f"  - {{name: j{i}, task: me~t}}\n" for i in range(30)) + "  - {name: bad, task: me~bad}\n"
+    path, out = job_file(tmp_path, f"jobs:\n{body}"), tmp_path / "out"
+    command = f"{sys.executable} -m apify_jobs run {path} --out-dir {out} | head -1; exit ${{PIPESTATUS[0]}}"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert read_report(out)["totals"]["failed"] == 1 and len(read_report(out)["jobs"]) == 31
+
+
+def test_fail_fast_on_the_command_line_stops_every_file(cli, emulator, tmp_path: Path) -> None:
+    server = emulator({"tasks": {"me~bad": {"respond": "run-failed"}}})
+    first = job_file(tmp_path, "jobs:\n  - {name: bad, task: me~bad}\n  - {name: a2, task: me~t}\n", "a.yaml")
+    second = job_file(tmp_path, "jobs:\n  - {name: b1, task: me~t}\n  - {name: b2, task: me~t}\n", "b.yaml")
+    code, _, _ = cli("run", first, second, "--out-dir", tmp_path / "out", "--fail-fast", "--concurrency", "1")
+    jobs = jobs_by_name(read_report(tmp_path / "out"))
+    assert code == 1 and len(server.state.requests) == 1
+    assert {n: jobs[n]["status"] for n in ("a2", "b1", "b2")} == {n: "cancelled" for n in ("a2", "b1", "b2")}
+
+
+def test_outputs_and_reports_get_the_mode_the_umask_allows(emulator, tmp_path: Path) -> None:
+    emulator()
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "a.json").write_text("old")
+    (out / "a.json").chmod(0o600)
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, output: a.json}\n")
+    command = f"umask 022 && {sys.executable} -m apify_jobs run {path} --out-dir {out} --junit {out / 'j.xml'}"
+    assert subprocess.run(["bash", "-c", command], capture_output=True, timeout=60).returncode == 0
+    for name in ("a.json", "report.json", "j.xml"):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_a_cancelled_job_keeps_when_it_started_and_its_attempt_ids(emulator, tmp_path: Path) -> None:
+    server = emulator({"default": {"latency": 30}})
+    path, out = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), tmp_path / "out"
+    process = start(path, out, "--no-run-facts")
+    assert until(lambda: bool(server.state.requests))
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    entry = jobs_by_name(read_report(out))["a"]
+    agent = server.state.requests[0]["headers"]["User-Agent"]
+    assert process.returncode == 130 and entry["status"] == "cancelled" and entry["startedAt"]
+    assert entry["attemptIds"] and agent.endswith(f"(+{entry['attemptIds'][0]})")
+
+
+def test_leftovers_of_a_killed_run_are_removed_and_counted(cli, emulator, tmp_path: Path) -> None:
+    emulator()
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = out / f".a.json.{dead.stdout.strip()}.k2j3h4.part"
+    with open(leftover, "wb") as stream:
+        os.posix_fallocate(stream.fileno(), 0, 3 << 20)
+    mine = out / f".b.json.{os.getpid()}.zz9.part"  # a live process's download: not touched
+    mine.write_bytes(b"x")
+    stranger = out / "notes.part"  # not ours
+    stranger.write_bytes(b"x")
+    code, _, err = cli("run", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), "--out-dir", out)
+    assert code == 0 and not leftover.exists() and mine.exists() and stranger.exists()
+    assert "removed 1 temporary file" in err and "3.0 MiB freed" in err
+
+
+@pytest.mark.parametrize("damage", ["garbage", "newer"])
+def test_a_state_that_cannot_be_read_is_one_line_and_exit_2(cli, emulator, tmp_path: Path, damage: str) -> None:
+    server = emulator()
+    out = tmp_path / "out"
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n")
+    assert cli("run", path, "--out-dir", out)[0] == 0
+    state = out / ".apify-jobs" / "state.sqlite3"
+    for extra in state.parent.glob("state.sqlite3-*"):
+        extra.unlink()
+    if damage == "garbage":
+        state.write_bytes(b"this is not a database" * 100)
+    else:
+        with sqlite3.connect(state) as db:
+            db.execute("PRAGMA user_version = 99")
+    code, _, err = cli("run", path, "--out-dir", out, "--resume")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and len(server.state.requests) == 1
+    assert ("newer apify-jobs" if damage == "newer" else "cannot be read") in err
+
+
+def test_plan_resume_shows_what_would_run(cli, emulator, tmp_path: Path) -> None:
+    emulator()
+    path, out = batch(tmp_path, 2), tmp_path / "out"
+    code, stdout, _ = cli("plan", path, "--out-dir", out, "--resume")
+    assert code == 0 and stdout.count("resume: run") == 2 and not out.exists()
+    assert cli("run", path, "--out-dir", out, "--only", "j0")[0] == 0
+    code, stdout, _ = cli("plan", path, "--out-dir", out, "--resume", "--json")
+    planned = {p["name"]: p for p in json.loads(stdout)}
+    assert planned["j0"]["resume"] == "skip" and planned["j0"]["succeededAt"] and planned["j1"]["resume"] == "run"
