@@ -207,6 +207,37 @@ def bench_streaming(work: Path, repeat: int) -> Result:
     return result
 
 
+def bench_history(work: Path, repeat: int) -> Result:
+    """20,000 jobs run into an empty folder, then again into the same one: the second run must cost no more
+    (time, and bytes the state grows by) although the state already holds the first run's 20,000 results."""
+    jobs = 20_000
+    emulator = EmulatorProcess(work, {"latency": 0})
+    try:
+        path = jobs_file(work / "history.yaml", jobs, 64)
+        firsts, seconds, growth = [], [], []
+        for pair in range(max(1, min(repeat, 2))):
+            out = work / f"out-history-{pair}"
+            state = out / ".apify-jobs" / "state.sqlite3"
+            command = [*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q"]
+            firsts.append(measure(command, run_env(emulator)))
+            after_one = _state_bytes(state)
+            seconds.append(measure(command, run_env(emulator)))
+            growth.append((_state_bytes(state) - after_one) / after_one)
+    finally:
+        emulator.close()
+    result = Result("history: 20,000 jobs at concurrency 64, run twice into one folder", "second run",
+                    "first run (empty folder)", median(seconds), median(firsts), "s")
+    result.goals = [("second vs first run", median(seconds) / median(firsts), 1.10),
+                    ("state growth of the second run vs the first", statistics.median(growth), 1.10),
+                    ("per job, ms (first run)", median(firsts) / jobs * 1000, None),
+                    ("peak RSS, MB", max(s.max_rss_mb for s in firsts + seconds), None)]
+    return result
+
+
+def _state_bytes(state: Path) -> int:
+    return sum(p.stat().st_size for p in state.parent.glob(state.name + "*"))
+
+
 def bench_startup(work: Path, repeat: int) -> Result:
     def subject():
         return measure([*APIFY_JOBS, "--version"])
@@ -220,7 +251,7 @@ def bench_startup(work: Path, repeat: int) -> Result:
 
 
 BENCHMARKS = {"parallel": bench_parallel, "overhead": bench_overhead, "validate": bench_validate,
-              "streaming": bench_streaming, "startup": bench_startup}
+              "streaming": bench_streaming, "history": bench_history, "startup": bench_startup}
 
 
 def machine() -> str:

@@ -9,6 +9,7 @@ attempt was sent, so a skew between the two clocks changes nothing.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -116,6 +117,14 @@ def agent_of(run: dict[str, Any]) -> str | None:
     return agent if isinstance(agent, str) else None
 
 
+_IDENTITY = re.compile(r"\(\+([0-9a-f]{32})\)")
+
+
+def attempt_id_of(run: dict[str, Any]) -> str | None:
+    """The attempt ID in the run's user agent, if an attempt of this tool started it."""
+    match = _IDENTITY.search(agent_of(run) or "")
+    return match.group(1) if match else None
+
+
 def started_by(run: dict[str, Any], attempt_id: str) -> bool:
-    agent = agent_of(run)
-    return agent is not None and f"(+{attempt_id})" in agent
+    return attempt_id_of(run) == attempt_id

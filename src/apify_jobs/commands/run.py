@@ -66,6 +66,7 @@ def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destina
     context = RunContext(client, destination, threading.Event())
     resumed = resume(plan, state, destination, base_url) if args.resume else 0
     progress = Progress(len(plan.entries) - resumed, quiet=args.quiet)
+    state.take_leases([e.job.name for e in plan.entries if e.result is None])
     executor = Executor(plan, context, progress, journal=state)
     if plan.ignored_needs and not args.quiet:
         print(f"apify-jobs: not selected, so not waited for: {', '.join(sorted(plan.ignored_needs))}", file=sys.stderr)
@@ -75,7 +76,7 @@ def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destina
     going = _after_the_batch(args, context, results, executor.interrupted)
     client.close()
     destination.sync()  # outputs are durable before a report says they exist
-    state.update([r for r in results if not r.resumed])
+    state.update([r for r in results if r.run is not None or r.facts_note])  # the run facts, found after the jobs
     state.finish(executor.interrupted, {"runsStillGoing": [vars(g) for g in going]})
     invocation, entries = state.entries(str(state.invocation))
     of = ReportOf(entries, files, executor.interrupted, True, going, state.invocation,

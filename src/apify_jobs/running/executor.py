@@ -102,7 +102,12 @@ class Executor:
     # Called with self._changed held; each call looks only at the jobs not yet started or decided.
     def _start_ready(self, by_name: dict[str, Planned]) -> None:
         waiting: list[Planned] = []
-        for entry in self._pending:
+        for index, entry in enumerate(self._pending):
+            if not self._stop_all and self._no_slot_left():
+                # Nothing more can start until a job ends: what is left waits, unlooked at (looking at all of
+                # 20,000 waiting jobs each time one ends made large batches quadratic).
+                waiting.extend(self._pending[index:])
+                break
             job = entry.job
             if self._stop_all or entry.file_index in self._stopped_files:
                 reason = self._stop_all or "an earlier job of this file failed and failFast is on"
@@ -130,6 +135,11 @@ class Executor:
             self._work_queue.put(entry)
         self._pending = waiting
 
+    def _no_slot_left(self) -> bool:
+        if self.plan.global_cap is not None and self._running >= self.plan.global_cap:
+            return True
+        return all(running >= cap for running, cap in zip(self._running_per_file, self.plan.file_caps, strict=True))
+
     def _work(self) -> None:
         while (entry := self._work_queue.get()) is not None:
             self._finish(entry)
@@ -140,13 +150,17 @@ class Executor:
         except Exception as exc:  # a bug must not hang the batch: report it as this job's failure
             result = self._decided(entry.job, Status.FAILED, f"internal error: {type(exc).__name__}: {exc}")
         with self._changed:
+            keep = entry.result is None and not (self.interrupted and not result.succeeded)
+        if keep:
+            # Recorded before the job counts as done (a kill from here on finds it in the state), and outside
+            # the scheduler's lock, so that other jobs' results share the commit.
+            self._journal.record(entry.seq, result)
+        with self._changed:
             self._running -= 1
             self._running_per_file[entry.file_index] -= 1
             self._changed.notify_all()
-            if entry.result is not None or (self.interrupted and not result.succeeded):
+            if not keep or entry.result is not None:
                 return  # _abandon() records it as cancelled
-            # Recorded before the job counts as done: a kill from here on finds it in the state.
-            self._journal.record(entry.seq, result)
             entry.result = result
             if result.status is Status.FAILED:
                 if result.error is not None and result.error.stops_batch:
@@ -156,7 +170,6 @@ class Executor:
                     self._stop_all = f"not sent: {entry.job.name} failed and --fail-fast is on"
                 elif self.plan.file_fail_fast[entry.file_index]:
                     self._stopped_files.add(entry.file_index)
-            self._changed.notify_all()
         self.progress.finish(result)
 
     def _abandon(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from apify_jobs.api.client import ApiClient
 from apify_jobs.api.failures import JobFailure
-from apify_jobs.api.identity import Attempt, Attempts, agent_of, platform_now, started_at, window_start
+from apify_jobs.api.identity import Attempt, Attempts, attempt_id_of, platform_now, started_at, window_start
 from apify_jobs.api.recovery import TERMINAL
 from apify_jobs.api.retry import LOOKUP_POLICY, call_patiently
 from apify_jobs.model import GoingRun, JobResult, RunFacts
@@ -56,7 +56,7 @@ def _look(client: ApiClient, task: str, wanted: list[Attempt], found: dict[str, 
     if not wanted:
         return
     by_id = {a.id: a for a in wanted}
-    by_run = {a.run_id: a for a in wanted if a.run_id}
+    by_run = {a.run_id: a for a in wanted if a.run_id}  # known without identity (fallback platforms)
     earliest = min(a.sent_at for a in wanted)
     for page_number in range(MAX_PAGES):
         def call(offset: int = page_number * PAGE) -> tuple[dict[str, str], list[Any]]:
@@ -69,8 +69,7 @@ def _look(client: ApiClient, task: str, wanted: list[Attempt], found: dict[str, 
         for run in page:
             if not isinstance(run, dict):
                 continue
-            agent = agent_of(run) or ""
-            owner = next((a for key, a in by_id.items() if f"(+{key})" in agent), None) or by_run.get(str(run.get("id")))
+            owner = by_id.get(attempt_id_of(run) or "") or by_run.get(str(run.get("id")))
             if owner is not None and owner.id not in found:
                 found[owner.id] = Listed(run, _preliminary(run, now))
         start = started_at(page[-1]) if page and isinstance(page[-1], dict) else None
@@ -107,11 +106,12 @@ def add_run_facts(client: ApiClient, attempts: Attempts, results: list[JobResult
         for result in sent:
             result.facts_note = f"run facts could not be looked up: {failure}"
         return
+    started = {a.id for a in attempts.all() if a.started_run}
     for result in sent:
         runs = [facts_of(found[attempt_id]) for attempt_id in result.attempt_ids if attempt_id in found]
         if runs:
             result.run, result.other_runs = runs[-1], runs[:-1]
-        elif any(a.started_run for a in attempts.of_job(result.name)):
+        elif any(attempt_id in started for attempt_id in result.attempt_ids):
             result.facts_note = "its run was not found in the task's run listing"
 
 

@@ -79,7 +79,7 @@ CREATE TABLE IF NOT EXISTS results (
     entry TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS results_by_job ON results(job, request_key, status, id);
-CREATE INDEX IF NOT EXISTS results_by_invocation ON results(invocation, seq);
+CREATE INDEX IF NOT EXISTS results_by_invocation ON results(invocation, job);
 CREATE TABLE IF NOT EXISTS leases (
     job TEXT PRIMARY KEY,
     pid INTEGER NOT NULL,
@@ -147,6 +147,11 @@ class State:
         except OSError as exc:
             raise StateError(f"cannot open the state {self.path}: {exc.strerror or exc}") from None
         self._lock = threading.RLock()
+        self._group = threading.Condition()  # group commit of results (record)
+        self._queued: list[tuple[Any, ...]] = []
+        self._enqueued = self._committed = 0
+        self._committing = False
+        self._failures: dict[int, StateError] = {}
         self._host = socket.gethostname()
         self._pid = os.getpid()
         self._pid_start = _process_start(self._pid)
@@ -250,41 +255,80 @@ class State:
         return _invocation(row)
 
     # --- leases -----------------------------------------------------------------------------------
-    def lease(self, job: str) -> str | None:
-        """Take ``job`` for this process; None if taken, else who holds it ("running in process N")."""
+    def take_leases(self, jobs: list[str]) -> None:
+        """Take every job this run may start, in one transaction (one per job cost ~1 ms each under load):
+        those another live process holds are remembered, and `lease` reports them."""
+        self._held_elsewhere: dict[str, str] = {}
         with self._lock:
             try:
                 with self._transaction():
-                    held = self._db.execute("SELECT pid, pid_start, host, since FROM leases WHERE job = ?",
-                                            (job,)).fetchone()
-                    if held is not None and (held[0], held[2]) != (self._pid, self._host):
-                        pid, started, host, since = held
-                        if host == self._host and _alive(pid, started):
-                            return f"running in process {pid}"
-                        if host != self._host and time.time() - since < FOREIGN_LEASE_SECONDS:
-                            return f"running in process {pid} on {host}"
-                    self._db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?)",
-                                     (job, self._pid, self._pid_start, self._host, self.invocation or 0, time.time()))
+                    held = {row[0]: row[1:] for row in self._db.execute(
+                        "SELECT job, pid, pid_start, host, since FROM leases")}
+                    mine = []
+                    for job in jobs:
+                        holder = held.get(job)
+                        if holder is not None and (holder[0], holder[2]) != (self._pid, self._host):
+                            pid, started, host, since = holder
+                            if host == self._host and _alive(pid, started):
+                                self._held_elsewhere[job] = f"running in process {pid}"
+                                continue
+                            if host != self._host and time.time() - since < FOREIGN_LEASE_SECONDS:
+                                self._held_elsewhere[job] = f"running in process {pid} on {host}"
+                                continue
+                        mine.append((job, self._pid, self._pid_start, self._host, self.invocation or 0, time.time()))
+                    self._db.executemany("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?)", mine)
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
-        return None
+
+    def lease(self, job: str) -> str | None:
+        """None if this process holds ``job`` (see take_leases), else who runs it ("running in process N")."""
+        return getattr(self, "_held_elsewhere", {}).get(job)
 
     # --- results ----------------------------------------------------------------------------------
     def record(self, seq: int, result: JobResult) -> None:
-        """Commit ``result`` (its output is in place already) and release the job's lease, in one transaction."""
+        """Commit ``result`` (its output is in place already) and release the job's lease, and return only once
+        that is committed. Results that end meanwhile in other threads share one transaction (group commit):
+        one transaction per job, each waiting for the GIL, cost ~1.7 ms a job at concurrency 64."""
         entry = result.to_dict()
         output = entry.get("output") or {}
-        text = redact(json.dumps(entry, ensure_ascii=False))
+        row = (self.invocation, seq, result.name, request_key(result), entry["status"], int(result.resumed),
+               output.get("path"), output.get("sha256"), entry.get("finishedAt"),
+               redact(json.dumps(entry, ensure_ascii=False)))
+        with self._group:
+            self._queued.append(row)
+            self._enqueued += 1
+            ticket = self._enqueued
+            while self._committed < ticket:
+                if self._committing:
+                    self._group.wait()
+                    continue
+                self._committing = True
+                batch, self._queued, last = self._queued, [], self._enqueued
+                self._group.release()
+                failure: StateError | None = None
+                try:
+                    self._commit(batch)
+                except StateError as exc:
+                    failure = exc
+                finally:
+                    self._group.acquire()
+                    self._committing = False
+                    self._committed = last
+                    self._failures.update({n: failure for n in range(last - len(batch) + 1, last + 1)} if failure else {})
+                    self._group.notify_all()
+            failed = self._failures.pop(ticket, None)
+        if failed is not None:
+            raise failed
+
+    def _commit(self, rows: list[tuple[Any, ...]]) -> None:
         with self._lock:
             try:
                 with self._transaction():
-                    self._db.execute(
+                    self._db.executemany(
                         "INSERT INTO results (invocation, seq, job, request_key, status, resumed, output_path, "
-                        "output_sha256, finished_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (self.invocation, seq, result.name, request_key(result), entry["status"], int(result.resumed),
-                         output.get("path"), output.get("sha256"), entry.get("finishedAt"), text))
-                    self._db.execute("DELETE FROM leases WHERE job = ? AND pid = ? AND host = ?",
-                                     (result.name, self._pid, self._host))
+                        "output_sha256, finished_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    self._db.executemany("DELETE FROM leases WHERE job = ? AND pid = ? AND host = ?",
+                                         [(row[2], self._pid, self._host) for row in rows])
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
 
@@ -293,10 +337,10 @@ class State:
         with self._lock:
             try:
                 with self._transaction():
-                    for result in results:
-                        text = redact(json.dumps(result.to_dict(), ensure_ascii=False))
-                        self._db.execute("UPDATE results SET entry = ? WHERE invocation = ? AND job = ? AND resumed = 0",
-                                         (text, self.invocation, result.name))
+                    self._db.executemany(
+                        "UPDATE results SET entry = ? WHERE invocation = ? AND job = ? AND resumed = 0",
+                        [(redact(json.dumps(r.to_dict(), ensure_ascii=False)), self.invocation, r.name)
+                         for r in results])
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
 
