@@ -75,7 +75,7 @@ def _forget_registered_secrets():
     from apify_jobs import redaction
 
     yield
-    redaction._secrets.clear()
+    redaction.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -90,8 +90,10 @@ def test_no_connection_is_retried_and_reported(cli, emulator, tmp_path: Path, mo
         jobs:
           - {{name: a, task: me~t, {FAST}}}}}
         """)
-    assert code == 1 and jobs["a"]["attempts"] == 3 and jobs["a"]["error"]["type"] == "connection-dropped"
+    assert code == 1 and jobs["a"]["attempts"] == 3 and jobs["a"]["error"]["type"] == "connection-failed"
     assert "could not connect" in jobs["a"]["error"]["message"]
+    # nothing reached a server, so no run can have started: no look-ups, no warning that one may have
+    assert jobs["a"]["recovery"] is None and "may already have started" not in stderr
 
 
 ALL_CLASSES = "retry: {attempts: 3, backoff: {initial: 0, max: 0}, on: [connection, rate-limit, capacity, server-error]}"

@@ -9,7 +9,7 @@ import pytest
 import requests
 import urllib3.exceptions
 
-from apify_jobs.api.failures import RETRY_CLASSES, ConnectionDropped, JobFailure, drop_of, drop_reason
+from apify_jobs.api.failures import RETRY_CLASSES, ConnectionDropped, JobFailure, drop_reason, transport_failure
 from tests.conftest import REPO
 
 
@@ -32,7 +32,6 @@ def _wrapped(inner: BaseException, outer: type[requests.RequestException] = requ
 
 
 @pytest.mark.parametrize(("inner", "reason", "sent"), [
-    (ConnectionRefusedError(111, "refused"), "connection refused", False),
     (ConnectionResetError(104, "reset"), "the connection was reset", True),
     (http.client.RemoteDisconnected("closed"), "the server closed the connection without answering", True),
     (http.client.IncompleteRead(b"abc", 7), "the answer was cut short after 3 bytes, 7 more expected", True),
@@ -49,5 +48,17 @@ def test_a_message_that_looks_like_a_reset_is_not_taken_for_one() -> None:
 
 
 def test_connect_timeout_was_never_sent() -> None:
-    drop = drop_of(requests.ConnectTimeout("slow"), connecting=True)
+    drop = transport_failure(requests.ConnectTimeout("slow"), connecting=True)
     assert isinstance(drop, ConnectionDropped) and not drop.request_sent and drop.message == "could not connect in time"
+    assert drop.error_type == "connection-failed" and drop.retry_class == "connection"
+
+
+def test_a_refused_connection_was_never_sent() -> None:
+    drop = transport_failure(_wrapped(ConnectionRefusedError(111, "words")))
+    assert isinstance(drop, ConnectionDropped) and not drop.request_sent
+    assert drop.message == "could not connect: connection refused"
+
+
+def test_too_many_headers_is_an_answer_that_cannot_be_read_not_a_drop() -> None:
+    failure = transport_failure(_wrapped(http.client.HTTPException("got more than 100 headers")))
+    assert failure.error_type == "invalid-answer" and failure.retry_class is None

@@ -98,7 +98,7 @@ def test_plain_http_base_url_is_refused_before_anything_is_sent(cli, tmp_path: P
 
 
 def test_tls_verification_stays_on_and_the_auth_does_not_print_the_token(monkeypatch) -> None:
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"):
         monkeypatch.delenv(name, raising=False)
     client = ApiClient(TOKEN)
     assert client._session.verify is True
@@ -108,6 +108,7 @@ def test_tls_verification_stays_on_and_the_auth_does_not_print_the_token(monkeyp
 def test_proxy_and_ca_bundle_from_the_environment_still_apply(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.invalid:3128")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "corporate-ca.pem"))
+    (tmp_path / "corporate-ca.pem").write_text("a CA certificate")
     client = ApiClient(TOKEN, base_url="https://api.apify.com")
     assert client._session.proxies.get("https") == "http://proxy.example.invalid:3128"
     assert client._session.verify == str(tmp_path / "corporate-ca.pem")

@@ -18,6 +18,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def with_paths(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("paths", nargs="+", metavar="PATH", help="job files or folders (*.yaml, *.yml, recursively)")
+        sub.add_argument("--max-jobs", type=int, metavar="N",
+                         help="let matrices expand to up to N jobs per job and per run (defaults 1,000 and 10,000)")
 
     def with_vars(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--var", action="append", default=[], metavar="K=V",
@@ -74,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _streams_exist()
     args = _parser().parse_args(argv)
     try:
         if args.command == "validate":
@@ -107,6 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return _one_line(f"internal error (a bug in apify-jobs, please report it): {type(exc).__name__}: {exc}; "
                          "set APIFY_JOBS_DEBUG=1 for the traceback", 2)
+
+
+def _streams_exist() -> None:
+    """A stream closed by the shell (`2>&-`, `>&-`) is None in Python: write such output nowhere instead of
+    failing on it."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
 
 
 def _one_line(message: str, code: int) -> int:

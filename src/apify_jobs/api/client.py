@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -23,7 +23,15 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from apify_jobs import __version__, redaction
-from apify_jobs.api.failures import ERROR_BODY_LIMIT, ConnectionDropped, JobFailure, classify, drop_of, drop_reason
+from apify_jobs.api.failures import (
+    ERROR_BODY_LIMIT,
+    ConnectionDropped,
+    InvalidAnswer,
+    JobFailure,
+    classify,
+    drop_reason,
+    transport_failure,
+)
 from apify_jobs.api.identity import user_agent
 from apify_jobs.api.request import DEFAULT_BASE_URL, RunRequest
 from apify_jobs.errors import UsageError
@@ -31,6 +39,9 @@ from apify_jobs.model import HttpTimeouts
 
 CHUNK_BYTES = 4 << 20
 TRICKLE_FLOOR = 1024
+MAX_CONTENT_LENGTH = 1 << 50  # a petabyte: anything larger is not an answer, it is a broken server
+ENCODINGS = ("", "identity", "gzip")  # we ask for gzip only; urllib3 decodes it as it streams
+CA_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")  # the first one set wins
 JSON_LIMIT = 16 << 20  # a run listing of 1,000 runs is ~2 MB; anything far larger is not an answer we parse
 USER_AGENT = f"apify-jobs/{__version__}"
 LOOKUP_TIMEOUTS = HttpTimeouts(connect=10.0, read=90.0)  # GETs: waitForFinish holds one open for at most 60 s
@@ -44,6 +55,18 @@ def check_base_url(base_url: str) -> None:
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise UsageError(f"refusing to send the token over plain http to {parts.hostname}; use https "
                          "(plain http is allowed only to a loopback address)")
+
+
+def ca_setting(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The CA certificates to trust instead of the defaults: (variable, path) of the first one set. A path that
+    does not exist is a usage error, before anything is sent (an "internal error" on every job otherwise)."""
+    for name in CA_SETTINGS:
+        path = environ.get(name)
+        if path:
+            if not os.path.exists(path):
+                raise UsageError(f"{name} points at {path}, which does not exist; fix or unset it")
+            return name, path
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -83,6 +106,7 @@ class Answer:
         self.status: int = response.status_code
         self.headers: dict[str, str] = dict(response.headers)
         self.content_type: str | None = response.headers.get("Content-Type")
+        self.encoding = (response.headers.get("Content-Encoding") or "").strip().lower()
         self.length: int | None = _content_length(response)
 
     def __enter__(self) -> Answer:
@@ -102,7 +126,8 @@ class Answer:
         raw = self._response.raw
         try:
             while True:
-                data = raw.read1(CHUNK_BYTES)
+                # Decoded as it arrives (gzip): what is written, hashed and bounded is the decoded body.
+                data = raw.read1(CHUNK_BYTES, decode_content=True)
                 if not data:
                     return
                 yield data
@@ -141,11 +166,40 @@ class Answer:
 
 
 def _content_length(response: requests.Response) -> int | None:
+    """The decoded body's size when the answer says it (not for a compressed one); None when unknown."""
     try:
         length = int(response.headers.get("Content-Length", ""))
     except ValueError:
         return None
+    if length > MAX_CONTENT_LENGTH:
+        raise InvalidAnswer(f"the answer declares a Content-Length of {length} bytes; as the server did answer, "
+                            "nothing is sent again", response.status_code)
     return length if length >= 0 and "Content-Encoding" not in response.headers else None
+
+
+def _keepalive_options() -> list[tuple[int, int, int]]:
+    """TCP keepalive on every connection: run-sync holds one idle for up to 300 s, and NAT gateways and proxies
+    drop idle flows after minutes; the cheapest drop is the one that never happens (idle 30 s, then a probe
+    every 10 s, 5 probes)."""
+    import socket
+
+    from urllib3.connection import HTTPConnection
+
+    options = [*HTTPConnection.default_socket_options, (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 5)):
+        if hasattr(socket, name):  # Linux names; other systems keep their defaults
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return options
+
+
+class _KeepaliveAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["socket_options"] = _keepalive_options()
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        kwargs["socket_options"] = _keepalive_options()
+        return super().proxy_manager_for(proxy, **kwargs)
 
 
 class ApiClient:
@@ -154,20 +208,22 @@ class ApiClient:
     def __init__(self, token: str | None, pool_size: int = 10, base_url: str = DEFAULT_BASE_URL):
         self.base_url = base_url.rstrip("/")
         self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
+        adapter = _KeepaliveAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.auth = _BearerAuth(token)
         # The environment is read once, not on every request (that cost ~0.2 ms a request): proxies
-        # (HTTPS_PROXY, NO_PROXY) and a CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) still apply;
-        # ~/.netrc never does, so nothing can replace the bearer token. TLS verification stays on.
+        # (HTTPS_PROXY, NO_PROXY) and CA certificates (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE,
+        # SSL_CERT_DIR) still apply; ~/.netrc never does, so nothing can replace the bearer token. TLS
+        # verification is never turned off.
         self._session.trust_env = False
         if not is_loopback(urlsplit(base_url).hostname or ""):  # the emulator is never behind a proxy
             self._session.proxies.update(requests.utils.get_environ_proxies(base_url))
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            self._session.verify = bundle
-        self._headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
+        ca = ca_setting(os.environ)
+        if ca:
+            self._session.verify = ca[1]
+        self._proxy = self._session.proxies.get("https" if base_url.startswith("https") else "http")
+        self._headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json", "Accept-Encoding": "gzip"}
 
     def close(self) -> None:
         self._session.close()
@@ -212,12 +268,20 @@ class ApiClient:
         """One streamed request: an Answer for an ``ok`` status, a failure class for anything else."""
         try:
             response = self._session.request(method, url, headers=headers or self._headers, stream=True,
-                                             timeout=(timeouts.connect, timeouts.read), **kw)
+                                             timeout=(timeouts.connect, timeouts.read), allow_redirects=False, **kw)
         except requests.ConnectTimeout as exc:
-            raise drop_of(exc, connecting=True) from None
+            raise transport_failure(exc, connecting=True, proxied=self._proxy) from None
         except requests.RequestException as exc:
-            raise drop_of(exc) from None
-        answer = Answer(response, timeouts.read)
+            raise transport_failure(exc, proxied=self._proxy) from None
+        try:
+            answer = Answer(response, timeouts.read)
+        except JobFailure:
+            response.close()
+            raise
+        if answer.encoding not in ENCODINGS:
+            answer.close()
+            raise InvalidAnswer(f"the answer (HTTP {answer.status}) is encoded as {answer.encoding!r}, which was not "
+                                "asked for (only gzip is); it was not saved", answer.status)
         if response.status_code in ok:
             return answer
         try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 ERROR_BODY_LIMIT = 64 * 1024
 _RUN_ID = re.compile(r"run ID:?\s*([A-Za-z0-9]{6,})|runs?/([A-Za-z0-9]{6,})")
@@ -41,6 +43,37 @@ class ConnectionDropped(JobFailure):
         self.request_sent = request_sent
 
 
+class NotConnected(ConnectionDropped):
+    """Nothing reached the server (DNS, a refused connection, a TLS handshake): retried under `connection`,
+    with no look for a run (none can have started)."""
+
+    error_type = "connection-failed"
+
+    def __init__(self, message: str):
+        super().__init__(message, request_sent=False)
+
+
+class SetupFailed(JobFailure):
+    """The way to the API is broken for every job alike (TLS verification, a proxy, the CA settings): the
+    batch stops, with what to fix."""
+
+    error_type = "connection-setup-failed"
+    stops_batch = True
+
+
+class InvalidAnswer(JobFailure):
+    """The server answered, but not in a form that can be read (too many or too long headers, an absurd
+    Content-Length, an encoding that was not asked for): not a drop, so never re-sent."""
+
+    error_type = "invalid-answer"
+
+
+class Redirected(JobFailure):
+    """A 3xx: never followed (a POST turned GET, or the input and token sent to another host); never re-sent."""
+
+    error_type = "redirected"
+
+
 class RunFailed(JobFailure):
     """The run started and failed: never retried (a second run costs money and fails again)."""
 
@@ -59,7 +92,7 @@ class RateLimited(JobFailure):
 
     def __init__(self, message: str, http_status: int, retry_after: float | None):
         super().__init__(message, http_status)
-        self.retry_after = retry_after
+        self.retry_after = retry_after  # seconds the server asked for (Retry-After, either form)
 
 
 class CapacityExceeded(JobFailure):
@@ -70,6 +103,11 @@ class CapacityExceeded(JobFailure):
 
 class ServerError(JobFailure):
     retry_class = "server-error"
+
+    def __init__(self, message: str, http_status: int | None = None, error_type: str | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message, http_status, error_type)
+        self.retry_after = retry_after
 
 
 class AuthFailed(JobFailure):
@@ -115,8 +153,14 @@ CAPACITY_TYPES = frozenset({"concurrent-runs-limit-exceeded", "actor-memory-limi
 
 def classify(status: int, body: bytes, headers: Mapping[str, str]) -> JobFailure:
     """The failure an answer other than 201 stands for."""
+    if 300 <= status < 400:
+        location = headers.get("Location") or ""
+        where = urlsplit(location).hostname or (location[:100] if location else "no Location")
+        return Redirected(f"the API answered {status}, a redirect to {where}; redirects are never followed (a POST "
+                          "would turn into a GET, or the input and token go to another host), and nothing was sent "
+                          "again: check APIFY_API_BASE_URL", status, "redirected")
     error_type, message = _error_of(body)
-    shown = message or f"HTTP {status} with a {headers.get('Content-Type', 'non-JSON')} body"
+    shown = message or f"HTTP {status} with {_article(headers.get('Content-Type', 'non-JSON'))} body"
     if status == 400 and error_type == "run-failed":
         return RunFailed(shown, status, run_id=find_run_id(message))
     if status == 408:
@@ -128,8 +172,17 @@ def classify(status: int, body: bytes, headers: Mapping[str, str]) -> JobFailure
     if status in (401, 403):
         return AuthFailed(shown, status, error_type or f"http-{status}")
     if status >= 500:
-        return ServerError(shown, status, error_type or f"http-{status}")
+        return ServerError(shown, status, error_type or f"http-{status}",
+                           _retry_after(headers.get("Retry-After")) if status == 503 else None)
     return HttpFailure(shown, status, error_type or f"http-{status}")
+
+
+def _article(what: str) -> str:
+    return ("an " if what[:1].lower() in "aeiou" else "a ") + what
+
+
+_TYPE = re.compile(rb'"type"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
+_MESSAGE = re.compile(rb'"message"\s*:\s*"((?:[^"\\]|\\.){0,2000})')
 
 
 def _error_of(body: bytes) -> tuple[str | None, str]:
@@ -137,7 +190,17 @@ def _error_of(body: bytes) -> tuple[str | None, str]:
         error = json.loads(body.decode("utf-8"))["error"]
         return str(error.get("type") or "") or None, str(error.get("message") or "")
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
-        return None, ""
+        pass
+    # An error body cut at its cap (or otherwise broken) still names its type and message near its start.
+    kind, message = _TYPE.search(body), _MESSAGE.search(body)
+    return (_unescape(kind.group(1)) if kind else None), (_unescape(message.group(1)) if message else "")
+
+
+def _unescape(raw: bytes) -> str:
+    try:
+        return str(json.loads(b'"' + raw + b'"'))
+    except ValueError:
+        return raw.decode("utf-8", "replace")
 
 
 def find_run_id(message: str) -> str | None:
@@ -146,10 +209,23 @@ def find_run_id(message: str) -> str | None:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Retry-After in either form: seconds, or an HTTP date (how long from now)."""
+    if not value:
+        return None
     try:
-        return max(0.0, float(value)) if value else None
+        return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP date: fall back to our own back-off
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds: float = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds)
 
 
 # --- connection errors, by type -----------------------------------------------------------------
@@ -171,9 +247,50 @@ def causes(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+def transport_failure(exc: BaseException, *, connecting: bool = False, proxied: str | None = None) -> JobFailure:
+    """The failure a transport error stands for, decided by the exception types in its chain (never by
+    matching messages): nothing sent, sent and dropped, an unreadable answer, or a broken set-up."""
+    import http.client  # only when a connection failed
+    import ssl
+
+    import requests
+    import urllib3.exceptions
+
+    chain = causes(exc)
+
+    def has(*kinds: type[BaseException]) -> BaseException | None:
+        return next((c for c in chain if isinstance(c, kinds)), None)
+
+    verification = has(ssl.SSLCertVerificationError)
+    if verification is not None:
+        why = getattr(verification, "verify_message", "") or _last_clause(verification)
+        return SetupFailed(f"TLS certificate verification failed: {why}; if a proxy or firewall inspects TLS, point "
+                           "SSL_CERT_FILE or REQUESTS_CA_BUNDLE at its CA certificate (verification is never turned off)")
+    if has(requests.exceptions.ProxyError, urllib3.exceptions.ProxyError):
+        proxy = f"the proxy {proxied}" if proxied else "the proxy"
+        return SetupFailed(f"{proxy} failed: {_last_clause(exc)}; check HTTPS_PROXY and NO_PROXY")
+    if connecting or has(urllib3.exceptions.ConnectTimeoutError):
+        return NotConnected("could not connect in time")
+    if has(ConnectionRefusedError):
+        return NotConnected("could not connect: connection refused")
+    unsent = has(urllib3.exceptions.NameResolutionError, urllib3.exceptions.NewConnectionError)
+    if unsent is not None:
+        return NotConnected(f"could not connect: {_last_clause(unsent)}")
+    if has(ssl.SSLError) and has(requests.exceptions.SSLError, urllib3.exceptions.SSLError):
+        return NotConnected(f"the TLS handshake failed: {_last_clause(has(ssl.SSLError) or exc)}")
+    malformed = has(http.client.LineTooLong, http.client.HTTPException)
+    if malformed is not None and not isinstance(malformed, (http.client.RemoteDisconnected,
+                                                            http.client.IncompleteRead)):
+        return InvalidAnswer(f"the server's answer could not be read ({type(malformed).__name__}: "
+                             f"{str(malformed)[:200]}); as it did answer, nothing is sent again")
+    reason, sent = drop_reason(exc)
+    if reason == "no answer within the read timeout":
+        return ConnectionDropped(reason, request_sent=True)
+    return ConnectionDropped(f"connection dropped before the answer: {reason}", request_sent=sent)
+
+
 def drop_reason(exc: BaseException) -> tuple[str, bool]:
-    """What a transport error means, said plainly, and whether the request had left (a run may have started);
-    decided by the exception types in its chain, never by matching their messages."""
+    """What a dropped connection means, said plainly, and whether the request had left."""
     import http.client  # only when a connection failed
 
     import urllib3.exceptions
@@ -183,13 +300,6 @@ def drop_reason(exc: BaseException) -> tuple[str, bool]:
     def has(*kinds: type[BaseException]) -> BaseException | None:
         return next((c for c in chain if isinstance(c, kinds)), None)
 
-    if has(urllib3.exceptions.ConnectTimeoutError):
-        return "could not connect in time", False
-    if has(ConnectionRefusedError):
-        return "connection refused", False
-    unsent = has(urllib3.exceptions.NameResolutionError, urllib3.exceptions.NewConnectionError)
-    if unsent is not None:
-        return _last_clause(unsent), False
     cut = has(http.client.IncompleteRead, urllib3.exceptions.IncompleteRead)
     if isinstance(cut, (http.client.IncompleteRead, urllib3.exceptions.IncompleteRead)):
         got = len(cut.partial) if isinstance(cut.partial, bytes) else cut.partial
@@ -200,21 +310,9 @@ def drop_reason(exc: BaseException) -> tuple[str, bool]:
         return "the connection was reset", True
     if has(urllib3.exceptions.ReadTimeoutError, TimeoutError):
         return "no answer within the read timeout", True
+    if has(urllib3.exceptions.DecodeError):
+        return f"the compressed answer could not be decoded ({_last_clause(exc)})", True
     return _last_clause(exc), True
-
-
-def drop_of(exc: BaseException, *, connecting: bool = False) -> ConnectionDropped:
-    """The ConnectionDropped a transport error before the answer stands for; ``connecting``: it is known that
-    no byte of the request left (a connect timeout)."""
-    if connecting:
-        return ConnectionDropped("could not connect in time", request_sent=False)
-    reason, sent = drop_reason(exc)
-    if not sent:
-        return ConnectionDropped(reason if reason.startswith("could not") else f"could not connect: {reason}",
-                                 request_sent=False)
-    if reason == "no answer within the read timeout":
-        return ConnectionDropped(reason, request_sent=True)
-    return ConnectionDropped(f"connection dropped before the answer: {reason}", request_sent=True)
 
 
 def _last_clause(exc: BaseException) -> str:

@@ -8,11 +8,11 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from apify_jobs import jobfile
-from apify_jobs.api.client import ApiClient, check_base_url
+from apify_jobs import jobfile, redaction
+from apify_jobs.api.client import ApiClient, ca_setting, check_base_url
 from apify_jobs.api.failures import JobFailure, OutputFailure
 from apify_jobs.api.request import DEFAULT_BASE_URL
 from apify_jobs.cli_output import configure_logging, parse_vars, print_problems, print_safely
@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--concurrency must be at least 1")
     shard = parse_shard(args.shard)
     environ = dict(os.environ)
-    job_files, warnings = jobfile.load(args.paths, parse_vars(args.var), environ)
+    job_files, warnings = jobfile.load(args.paths, parse_vars(args.var), environ, args.max_jobs)
     if not args.quiet:
         print_problems(warnings)
     plan = select(job_files, args.only, shard, args.concurrency, args.fail_fast)
@@ -47,6 +47,8 @@ def main(args: argparse.Namespace) -> int:
     configure_logging(args.verbose)
     with _api(args) as (base_url, token):
         check_base_url(base_url)
+        if base_url.startswith("https"):
+            ca_setting(os.environ)  # a CA path that does not exist: exit 2 before anything is sent
         state = _preflight(destination, report_path, args.junit)
         try:
             return _run(args, plan, job_files, destination, state, base_url, token, report_path)
@@ -160,11 +162,27 @@ def _api(args: argparse.Namespace) -> Iterator[tuple[str, str | None]]:
         with Emulator(load_script(args.emulator_script)) as emulator:
             yield emulator.url, None
         return
-    token = os.environ.get("APIFY_TOKEN")
-    if not token:
+    yield os.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL, token_from(os.environ)
+
+
+def token_from(environ: Mapping[str, str]) -> str:
+    """APIFY_TOKEN, with the whitespace a pasted secret or `$(cat token.txt)` brings stripped; anything else
+    that cannot be a token is refused with a message that does not show it."""
+    raw = environ.get("APIFY_TOKEN")
+    if raw is None:
         raise UsageError("APIFY_TOKEN is not set: export your Apify API token, or add --emulator to try the "
                          "jobs locally")
-    yield os.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL, token
+    redaction.register(raw)
+    token = raw.strip()
+    if not token:
+        raise UsageError("APIFY_TOKEN is empty: export your Apify API token, or add --emulator to try the jobs "
+                         "locally")
+    odd = next((index for index, char in enumerate(token) if not char.isprintable()), None)
+    if odd is not None:
+        raise UsageError(f"APIFY_TOKEN has a control or non-printable character (at position {odd + 1} of "
+                         f"{len(token)}); copy the token again")
+    redaction.register(token)
+    return token
 
 
 @contextlib.contextmanager

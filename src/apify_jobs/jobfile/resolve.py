@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from apify_jobs.errors import JobFileError, Problem
@@ -52,15 +54,37 @@ def discover(paths: Iterable[str]) -> tuple[list[str], list[Problem]]:
     return list(dict.fromkeys(os.path.normpath(f) for f in files)), problems
 
 
+MATRIX_JOBS_PER_JOB = 1_000
+MATRIX_JOBS_PER_RUN = 10_000
+
+
+@dataclass
+class MatrixBudget:
+    """How many jobs matrices may expand to: per job, and over everything loaded together. A hostile file
+    whose matrix multiplies to 10^8 jobs is refused from the product of its lists' lengths, before any
+    expansion (so memory stays bounded whatever the file)."""
+
+    per_job: int = MATRIX_JOBS_PER_JOB
+    per_run: int = MATRIX_JOBS_PER_RUN
+    used: int = 0
+
+    @classmethod
+    def raised_to(cls, max_jobs: int | None) -> MatrixBudget:
+        return cls() if max_jobs is None else cls(max(max_jobs, 1), max(max_jobs, 1))
+
+
 def load(
     paths: Iterable[str],
     variables: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    max_jobs: int | None = None,
 ) -> tuple[list[JobFile], list[Problem]]:
     """Load, check and resolve job files. ``variables``/``environ`` None: `validate` (expressions stay).
+    ``max_jobs`` raises the matrix limits (--max-jobs).
 
     Raises JobFileError with every problem if any is an error; returns the warnings otherwise.
     """
+    budget = MatrixBudget.raised_to(max_jobs)
     paths = list(paths)
     files, problems = discover(paths)
     explicit = {os.path.normpath(p) for p in paths if os.path.isfile(p)}
@@ -78,7 +102,7 @@ def load(
         problems.extend(problem for _, problem in found)
         broken = _broken_jobs(found)
         if broken is not None:  # resolve what the schema let through, so every problem shows at once
-            job_files.append(_resolve_file(doc, context, problems, broken))
+            job_files.append(_resolve_file(doc, context, problems, broken, budget))
     problems.extend(_duplicate_names(job_files))
     problems.extend(_duplicate_outputs(job_files))
     problems = list(dict.fromkeys(problems))  # a problem in `defaults` is found once per job
@@ -120,7 +144,8 @@ def deep_merge(base: Any, override: Any) -> Any:
     return override
 
 
-def _resolve_file(doc: Document, context: Context, problems: list[Problem], broken: set[int]) -> JobFile:
+def _resolve_file(doc: Document, context: Context, problems: list[Problem], broken: set[int],
+                  budget: MatrixBudget) -> JobFile:
     data = doc.data
     job_file = JobFile(doc.file, doc.sha256, data.get("concurrency", 1), data.get("failFast", False))
     defaults = data.get("defaults", {})
@@ -133,7 +158,7 @@ def _resolve_file(doc: Document, context: Context, problems: list[Problem], brok
                 by_base[raw["name"]] = []
             continue
         names: list[str] = []
-        for name, matrix in _matrix(doc, raw, where, problems):
+        for name, matrix in _matrix(doc, raw, where, problems, budget):
             job = _resolve_job(doc, defaults, raw, where, name, matrix, context, problems)
             if job is not None:
                 expanded.append((job, where, raw.get("needs", [])))
@@ -151,11 +176,20 @@ def _resolve_file(doc: Document, context: Context, problems: list[Problem], brok
     return job_file
 
 
-def _matrix(doc: Document, raw: dict[str, Any], where: Path, problems: list[Problem]) -> list[tuple[str, dict[str, Any]]]:
+def _matrix(doc: Document, raw: dict[str, Any], where: Path, problems: list[Problem],
+            budget: MatrixBudget) -> list[tuple[str, dict[str, Any]]]:
     matrix = raw.get("matrix")
     if not matrix:
         return [(raw["name"], {})]
     keys = list(matrix)
+    count = math.prod(len(values) if isinstance(values, list) else 1 for values in matrix.values())
+    limit, what = ((budget.per_job, "per job") if count > budget.per_job
+                   else (budget.per_run - budget.used, f"left of {budget.per_run:,} per run"))
+    if count > limit:
+        problems.append(doc.problem(where + ("matrix",), f"matrix expands to {count:,} jobs, over the limit of "
+                                    f"{max(limit, 0):,} {what}; --max-jobs N raises it"))
+        return []
+    budget.used += count
     combos = []
     seen: dict[str, dict[str, Any]] = {}
     for values in itertools.product(*(matrix[k] for k in keys)):
