@@ -129,6 +129,7 @@ class Answer:
                 # Decoded as it arrives (gzip): what is written, hashed and bounded is the decoded body.
                 data = raw.read1(CHUNK_BYTES, decode_content=True)
                 if not data:
+                    raw.release_conn()  # read to its end: the connection goes back to the pool for the next job
                     return
                 yield data
                 window_bytes += len(data)
