@@ -234,6 +234,34 @@ def bench_history(work: Path, repeat: int) -> Result:
     return result
 
 
+def bench_expect(work: Path, repeat: int) -> Result:
+    """A 512 MiB JSON dataset (5.4 million items) downloaded with `expect` checks against the same download with
+    none (`nonEmpty: false`): the default check (nonEmpty: one item) and a count of every item (minItems)."""
+    items = 5_400_000  # 100 bytes each with its comma: ~515 MiB
+    emulator = EmulatorProcess(work, {"generatedItems": items})
+    try:
+        out = work / "out-expect"
+        def job(expect: str) -> Path:
+            path = work / f"expect-{abs(hash(expect))}.yaml"
+            path.write_text(f"version: 1\njobs:\n  - {{name: job0, task: me~t, dataset: {{format: json}}, "
+                            f"expect: {expect}}}\n")
+            return path
+        unchecked, default, counted = job("{nonEmpty: false}"), job("{}"), job("{minItems: 1000}")
+        def run(path: Path) -> Sample:
+            return measure([*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q", "--no-run-facts"],
+                           run_env(emulator))
+        ours, theirs = alternate(repeat, lambda: run(default), lambda: run(unchecked))
+        count = [run(counted) for _ in range(max(1, repeat // 2))]
+    finally:
+        emulator.close()
+    result = Result("expect: a 512 MiB JSON dataset, checked as it streams", "default expect (nonEmpty)",
+                    "no check", median(ours), median(theirs), "s")
+    result.goals = [("default check vs no check", median(ours) / median(theirs), 1.30),
+                    ("every item counted (minItems) vs no check", median(count) / median(theirs), None),
+                    ("peak RSS with every item counted, MB", max(s.max_rss_mb for s in count), 150.0)]
+    return result
+
+
 def _state_bytes(state: Path) -> int:
     return sum(p.stat().st_size for p in state.parent.glob(state.name + "*"))
 
@@ -251,7 +279,8 @@ def bench_startup(work: Path, repeat: int) -> Result:
 
 
 BENCHMARKS = {"parallel": bench_parallel, "overhead": bench_overhead, "validate": bench_validate,
-              "streaming": bench_streaming, "history": bench_history, "startup": bench_startup}
+              "streaming": bench_streaming, "history": bench_history, "expect": bench_expect,
+              "startup": bench_startup}
 
 
 def machine() -> str:

@@ -35,7 +35,7 @@ DATASET = {"format": "csv", "clean": True, "fields": ["title", "url"], "omit": "
 ])
 @responses.activate
 def test_sent_request_conforms_to_the_openapi_description(tmp_path: Path, spec: dict) -> None:
-    responses.post(re.compile(BASE + r"/v2/actor-tasks/.*"), body=b"[]", status=201, content_type="application/json")
+    responses.post(re.compile(BASE + r"/v2/actor-tasks/.*"), body=b"[{}]" if "dataset" not in spec or spec["dataset"]["format"] != "csv" else b"a,b\n1,2\n", status=201, content_type="application/json")
     job = make_job(tmp_path, spec)
     result = run_job(job, RunContext(ApiClient("token", base_url=BASE), LocalFolder(str(tmp_path / "out"))))
     assert result.status == "succeeded", result.error
@@ -85,13 +85,13 @@ def test_recovery_requests_conform_too(tmp_path: Path, records_agent: bool) -> N
     responses.get(BASE + "/v2/key-value-stores/kvs1/records/INPUT", json={"q": 1, "saved": True})
     responses.get(BASE + "/v2/actor-runs/abcdefghijklmnopq", json={"data": {"id": "abcdefghijklmnopq",
                                                                             "status": "SUCCEEDED"}})
-    responses.get(BASE + "/v2/datasets/ds1/items", body=b"a,b\n", content_type="text/csv")
+    responses.get(BASE + "/v2/datasets/ds1/items", body=b"a,b\n1,2\n", content_type="text/csv")
     job = make_job(tmp_path, {"name": "d", "task": "me~t", "input": {"q": 1},
                               "dataset": {"format": "csv", "clean": True, "fields": ["a", "b"]}})
     result = run_job(job, RunContext(ApiClient("token", base_url=BASE), LocalFolder(str(tmp_path / "out"))))
     assert result.status == "succeeded" and result.recovery.run_id == "abcdefghijklmnopq"
     assert result.recovery.looks[0].method == ("identity" if records_agent else "input")
-    assert (tmp_path / "out" / "d.csv").read_bytes() == b"a,b\n"
+    assert (tmp_path / "out" / "d.csv").read_bytes() == b"a,b\n1,2\n"
     paths = [c.request.url.split("?")[0].removeprefix(BASE) for c in responses.calls]
     lookups = ["/v2/actor-tasks/me~t/input", "/v2/key-value-stores/kvs1/records/INPUT"] if not records_agent else []
     assert paths == ["/v2/actor-tasks/me~t/run-sync-get-dataset-items", "/v2/actor-tasks/me~t/runs", *lookups,

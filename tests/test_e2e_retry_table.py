@@ -38,7 +38,7 @@ def test_201_writes_the_output_and_reports_it(cli, emulator, tmp_path: Path) -> 
     whole = read_report(out)
     assert whole["files"] == [{"path": str(tmp_path / "jobs.yaml"),
                                "sha256": hashlib.sha256((tmp_path / "jobs.yaml").read_bytes()).hexdigest()}]
-    assert whole["totals"] == {"jobs": 1, "succeeded": 1, "failed": 0, "skipped": 0, "cancelled": 0,
+    assert whole["totals"] == {"jobs": 1, "succeeded": 1, "failed": 0, "skipped": 0, "cancelled": 0, "failedExpectations": 0,
                                "usageTotalUsd": entry["usageTotalUsd"], "usagePreliminary": True}
     assert entry["runId"] == server.state.runs[0].id and entry["usageTotalUsd"] > 0
     assert whole["tool"]["version"] and entry["startedAt"] <= entry["finishedAt"] and entry["durationMs"] >= 0
@@ -186,9 +186,9 @@ def test_large_body_is_streamed_whole(cli, emulator, tmp_path: Path) -> None:
     assert jobs["a"]["output"]["contentType"] == "text/csv" and jobs["a"]["output"]["bytes"] == 20 * 1024 * 1024 + 7
 
 
-def test_empty_201_is_an_empty_file_flagged_in_the_report(cli, emulator, tmp_path: Path) -> None:
+def test_empty_201_is_an_empty_file_flagged_in_the_report_when_allowed(cli, emulator, tmp_path: Path) -> None:
     emulator({"tasks": {"me~t": {"bodyBytes": 0, "contentType": "application/json"}}})
-    code, jobs, out, _ = run(cli, tmp_path, "jobs:\n  - {name: a, task: me~t}\n")
+    code, jobs, out, _ = run(cli, tmp_path, "jobs:\n  - {name: a, task: me~t, expect: {nonEmpty: false}}\n")
     assert code == 0 and (out / "a.json").read_bytes() == b""
     assert jobs["a"]["output"]["empty"] is True and "no output record" in jobs["a"]["note"]
 

@@ -42,6 +42,30 @@ class HttpTimeouts:
         return cls(connect=raw.get("connectTimeout", cls.connect), read=raw.get("readTimeout", cls.read))
 
 
+@dataclass(frozen=True)
+class Expectations:
+    """What a job's output must be (`expect`): checked as it streams in, before it may replace the last good one."""
+
+    non_empty: bool = True
+    min_items: int | None = None
+    max_items: int | None = None
+    content_type: str | None = None
+    schema: Any = None  # a JSON Schema (dict or bool), from `schema` or `schemaFile`
+    schema_source: str | None = None  # "inline", or the schema file's path
+
+    def describe(self) -> str:
+        parts = ["nonEmpty"] if self.non_empty else []
+        parts += [f"minItems {self.min_items}"] if self.min_items is not None else []
+        parts += [f"maxItems {self.max_items}"] if self.max_items is not None else []
+        parts += [f"contentType {self.content_type}"] if self.content_type else []
+        parts += [f"schema ({self.schema_source})"] if self.schema_source else []
+        return ", ".join(parts) or "nothing"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nonEmpty": self.non_empty, "minItems": self.min_items, "maxItems": self.max_items,
+                "contentType": self.content_type, "schema": self.schema_source}
+
+
 @dataclass
 class Job:
     name: str
@@ -56,6 +80,7 @@ class Job:
     http: HttpTimeouts
     position: tuple[int, int] = (1, 1)
     follow: float | None = FOLLOW_MAX_WAIT  # seconds to follow a run past 408; None: `follow: false`
+    expect: Expectations = field(default_factory=Expectations)
 
     @property
     def endpoint(self) -> str:
@@ -107,11 +132,14 @@ class JobError:
     message: str
     run_id: str | None = None
     stops_batch: bool = field(default=False, compare=False)
+    violations: int | None = None  # expectation-failed: how many in all (the message names the first few)
 
     def to_dict(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"type": self.type, "message": self.message}
         if self.run_id:
             entry["runId"] = self.run_id
+        if self.violations is not None:
+            entry["violations"] = self.violations
         return entry
 
 
@@ -192,6 +220,7 @@ class JobResult:
     http_status: int | None = None
     error: JobError | None = None
     output: WrittenOutput | None = None
+    rejected: WrittenOutput | None = None  # an output that failed its expectations, kept beside the target
     started_at: str | None = None
     finished_at: str | None = None
     duration_ms: int | None = None
@@ -229,6 +258,9 @@ class JobResult:
         if self.output:
             entry["output"] = {"path": self.output.path, "bytes": self.output.bytes, "sha256": self.output.sha256,
                                "contentType": self.output.content_type, "empty": self.empty_output}
+        if self.rejected:
+            entry["rejected"] = {"path": self.rejected.path, "bytes": self.rejected.bytes,
+                                 "sha256": self.rejected.sha256, "contentType": self.rejected.content_type}
         if self.resumed:
             entry["resumed"] = True
         if self.note:

@@ -132,6 +132,17 @@ class FollowTimeout(JobFailure):
     error_type = "follow-timeout"
 
 
+class ExpectationFailed(JobFailure):
+    """The output arrived whole but is not what `expect` says: never retried (a new run costs money and a
+    broken scraper breaks again); the output is kept beside the last good one as `<output>.rejected`."""
+
+    error_type = "expectation-failed"
+
+    def __init__(self, message: str, violations: int):
+        super().__init__(message)
+        self.violations = violations
+
+
 class OutputFailure(JobFailure):
     """The answer arrived but could not be written (disk full, a path that leads out of the folder)."""
 

@@ -32,6 +32,7 @@ def main(args: argparse.Namespace) -> int:
                 "url": request.url,
                 "body": job.input,
                 "output": destination.planned(job),
+                "expect": job.expect.to_dict(),
             }
             if args.resume:
                 earlier = still_standing(job, state, destination, base_url) if state else None
@@ -40,6 +41,7 @@ def main(args: argparse.Namespace) -> int:
             planned.append(entry)
     if state is not None:
         state.close()
+    job_by_name = {job.name: job for job_file in job_files for job in job_file.jobs}
     if args.json:
         json.dump(planned, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -48,6 +50,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"{entry['name']}\n  {entry['method']} {entry['url']}")
         print(f"  body:   {json.dumps(entry['body'], ensure_ascii=False)}")
         print(f"  output: {entry['output']}")
+        print(f"  expect: {job_by_name[entry['name']].expect.describe()}")
         if args.resume:
             shown = f"skip (succeeded {entry['succeededAt']}, output intact)" if entry["resume"] == "skip" else "run"
             print(f"  resume: {shown}")

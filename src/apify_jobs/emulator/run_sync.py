@@ -10,9 +10,9 @@ import time
 from typing import Any
 
 from apify_jobs.emulator.handler import Handler, Request, route
-from apify_jobs.emulator.script import Behaviour
+from apify_jobs.emulator.script import _ECHO, Behaviour
 from apify_jobs.emulator.state import Run
-from apify_jobs.emulator.storage import items_as
+from apify_jobs.emulator.storage import items_as, stream_generated
 from apify_jobs.model import INPUT_LIMIT_BYTES
 
 
@@ -98,6 +98,9 @@ def _answer(handler: Handler, behaviour: Behaviour, task: str, endpoint: str, re
         cut = behaviour.body_bytes // 2 if behaviour.drop == "mid-body" else None
         handler.stream_large(behaviour.body_bytes, run.content_type, cut)
         return
+    if behaviour.generated_items is not None and endpoint != "run-sync":
+        stream_generated(handler, behaviour.generated_items, request.query)
+        return
     if behaviour.trickle:
         handler.trickle(run.output, run.content_type, behaviour.trickle)
         return
@@ -113,7 +116,8 @@ def _answer(handler: Handler, behaviour: Behaviour, task: str, endpoint: str, re
 
 def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Request, run_input: Any) -> Run:
     echo = {"taskId": task, "input": run_input, "options": request.query}
-    output = json.dumps(echo, ensure_ascii=False).encode("utf-8")
+    record = echo if behaviour.output is _ECHO else behaviour.output
+    output = b"" if record is None else json.dumps(record, ensure_ascii=False).encode("utf-8")
     saved = handler.state.script.inputs.get(task, {})
     # The run's INPUT: the task's saved input, the override's top-level keys replacing its own.
     full_input = {**saved, **run_input} if isinstance(run_input, dict) else run_input
@@ -121,7 +125,9 @@ def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Reque
                                               else "application/octet-stream")
     run = Run(id=secrets.token_hex(9)[:17], task=task, input=full_input, options=request.query,
               started_at=handler.state.clock(), status="RUNNING", output=output, content_type=content_type,
-              items=[echo], user_agent=request.headers.get("User-Agent"), body_bytes=behaviour.body_bytes,
+              items=list(behaviour.items) if behaviour.items is not None else [echo],
+              user_agent=request.headers.get("User-Agent"), body_bytes=behaviour.body_bytes,
+              generated_items=behaviour.generated_items,
               listed_from=time.monotonic() + handler.state.script.platform.listing_delay)
     with handler.state.lock:
         handler.state.runs.append(run)

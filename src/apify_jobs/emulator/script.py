@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+_ECHO = object()  # the default OUTPUT record: {"taskId", "input", "options"}
 RESPONSES = {"ok", "run-failed", "run-timeout", "rate-limit", "capacity", "server-error", "status"}
 DROPS = {None, "before-response", "mid-body", "after-start"}
 
@@ -27,9 +28,12 @@ class Behaviour:
     trickle: float | None = None
     fault_rate: float = 0.0
     sync_limit: float | None = None  # run-sync's 300 s, scaled down: a run longer than this gets a 408 and goes on
+    items: tuple[Any, ...] | None = None  # the run's dataset items (default: one, the echo)
+    output: Any = _ECHO  # the run's OUTPUT record as JSON (default: the echo); `null` in the script: none
+    generated_items: int | None = None  # a dataset of this many generated product items, streamed, never held
 
     KEYS = ("latency", "respond", "status", "errorType", "retryAfter", "html", "drop", "bodyBytes", "contentType",
-            "runStatus", "message", "trickle", "faultRate", "syncLimit")
+            "runStatus", "message", "trickle", "faultRate", "syncLimit", "items", "output", "generatedItems")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Behaviour:
@@ -41,7 +45,9 @@ class Behaviour:
                         html=bool(raw.get("html", False)), drop=raw.get("drop"), body_bytes=raw.get("bodyBytes"),
                         content_type=raw.get("contentType"), run_status=raw.get("runStatus", "SUCCEEDED"),
                         message=raw.get("message"), trickle=raw.get("trickle"),
-                        fault_rate=float(raw.get("faultRate", 0)), sync_limit=raw.get("syncLimit"))
+                        fault_rate=float(raw.get("faultRate", 0)), sync_limit=raw.get("syncLimit"),
+                        items=tuple(raw["items"]) if "items" in raw else None, output=raw.get("output", _ECHO),
+                        generated_items=raw.get("generatedItems"))
         if behaviour.respond not in RESPONSES or behaviour.drop not in DROPS:
             raise ValueError(f"respond must be one of {sorted(RESPONSES)}, drop one of {sorted(d for d in DROPS if d)}")
         return behaviour

@@ -32,6 +32,7 @@ class Run:
     origin: str = "API"
     listed_from: float = 0.0  # monotonic time from which the listing shows it
     body_bytes: int | None = None  # a large generated output (`bodyBytes`), made on the fly, never held
+    generated_items: int | None = None  # a large generated dataset (`generatedItems`), made on the fly
     finished_at: datetime | None = None
     finished: threading.Event = field(default_factory=threading.Event)
 

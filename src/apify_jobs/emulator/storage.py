@@ -21,13 +21,40 @@ def items_as(items: list[Any], format_: str) -> tuple[bytes, str]:
     if format_ == "csv":
         text = io.StringIO()
         writer = csv.writer(text)
-        writer.writerow(["taskId", "input", "options"])
+        columns = list(dict.fromkeys(key for item in items if isinstance(item, dict) for key in item))
+        writer.writerow(columns)
         for item in items:
-            writer.writerow([item["taskId"], json.dumps(item["input"]), json.dumps(item["options"])])
+            row = item if isinstance(item, dict) else {}
+            writer.writerow([value if isinstance(value := row.get(column, ""), str) else json.dumps(value)
+                             for column in columns])
         return text.getvalue().encode("utf-8"), content_type
     if format_ == "jsonl":
         return b"".join(json.dumps(i).encode() + b"\n" for i in items), content_type
     return json.dumps(items, ensure_ascii=False).encode("utf-8"), CONTENT_TYPES["json"]
+
+
+def _product(index: int) -> bytes:
+    """One generated dataset item; every one has the same size, so the whole length is known up front."""
+    return b'{"url":"https://shop.example.com/p/%010d","title":"Product %010d","price":%06d,"inStock":true}' % (
+        index, index, index % 100000)
+
+
+def stream_generated(handler: Handler, count: int, query: dict[str, str]) -> None:
+    """A JSON (or JSONL) dataset of ``count`` generated items, streamed in blocks and never held whole."""
+    jsonl = query.get("format") == "jsonl"
+    size = len(_product(0))
+    total = count * (size + 1) if jsonl else 2 + count * size + max(count - 1, 0)
+    handler.send_response(201 if handler.command == "POST" else 200)
+    handler.send_header("Content-Type", CONTENT_TYPES["jsonl" if jsonl else "json"])
+    handler.send_header("Content-Length", str(total))
+    handler.end_headers()
+    separator = b"\n" if jsonl else b","
+    handler.wfile.write(b"" if jsonl else b"[")
+    for start in range(0, count, 4096):
+        block = separator.join(_product(i) for i in range(start, min(start + 4096, count)))
+        last = start + 4096 >= count
+        handler.wfile.write(block + (separator if not last or jsonl else b""))
+    handler.wfile.write(b"" if jsonl else b"]")
 
 
 @route("GET", "/v2/key-value-stores/{store}/records/{key}")
@@ -40,7 +67,7 @@ def get_record(handler: Handler, request: Request) -> None:
         handler.send_json(200, run.input)
     elif key == run.options.get("outputRecordKey", "OUTPUT") and run.body_bytes is not None:
         handler.stream_large(run.body_bytes, run.content_type)
-    elif key == run.options.get("outputRecordKey", "OUTPUT"):
+    elif key == run.options.get("outputRecordKey", "OUTPUT") and run.output:
         handler.send(200, run.output, run.content_type)
     else:
         handler.error(404, "record-not-found", "Record was not found")
@@ -50,6 +77,9 @@ def get_record(handler: Handler, request: Request) -> None:
 def dataset_items(handler: Handler, request: Request) -> None:
     run = handler.run_for(request, "dataset-items", "Dataset was not found", dataset_id=request.params["dataset"])
     if run is None:
+        return
+    if run.generated_items is not None:
+        stream_generated(handler, run.generated_items, request.query)
         return
     body, content_type = items_as(run.items, request.query.get("format", "json"))
     handler.send(200, body, content_type)

@@ -22,11 +22,13 @@ from apify_jobs.model import (
     FOLLOW_MAX_WAIT,
     INPUT_LIMIT_BYTES,
     SYNC_WAIT_SECONDS,
+    Expectations,
     HttpTimeouts,
     Job,
     JobFile,
     RetryPolicy,
 )
+from apify_jobs.outputs.expect import UNCHECKABLE, schema_problem
 from apify_jobs.outputs.paths import UNKNOWN_EXTENSION, planned_output, reserved_clash, stays_inside
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
@@ -260,6 +262,7 @@ def _resolve_job(
         fail(origin + ("options", "timeout"), f"timeout {timeout} is over {SYNC_WAIT_SECONDS} s: run-sync answers 408 "
              f"after {SYNC_WAIT_SECONDS} s while the run goes on (and is billed), and `follow: false` fails the job then",
              warning=True)
+    expect = _expectations(doc, resolved, own, where, fail)
     size = _json_size(job_input)
     if size is None:
         fail(where + ("input",), "input cannot be serialised as JSON")
@@ -280,17 +283,68 @@ def _resolve_job(
         http=HttpTimeouts.from_dict(resolved.get("http", {})),
         follow=None if follow is False else float(follow.get("maxWait", FOLLOW_MAX_WAIT)),
         position=doc.position(where),
+        expect=expect,
     )
 
 
-def _load_input_file(folder: str, relative: str, fail: Any) -> dict[str, Any]:
+def _expectations(doc: Document, resolved: dict[str, Any], own: dict[str, Any], where: Path,
+                  fail: Any) -> Expectations:
+    """`expect`, with its schema loaded and compiled; problems are reported at the key they are about."""
+    raw = resolved.get("expect") or {}
+    origin = where + ("expect",) if "expect" in own else ("defaults", "expect")
+
+    def at(key: str, message: str) -> None:
+        fail(origin + (key,) if key in (own.get("expect") or raw) else origin, f"expect.{key}: {message}")
+
+    low, high = raw.get("minItems"), raw.get("maxItems")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        at("minItems", f"{low} is more than maxItems {high}")
+    fmt = (resolved.get("dataset") or {}).get("format", "json") if "dataset" in resolved else None
+    for key in ("minItems", "maxItems", "schema", "schemaFile"):
+        if key in raw and fmt in UNCHECKABLE:
+            at(key, f"{fmt} outputs cannot be checked item by item; only nonEmpty and contentType can")
+        elif key in raw and fmt == "csv" and key.startswith("schema"):
+            at(key, "CSV items are counted only; a schema needs a json or jsonl dataset")
+    schema, source = raw.get("schema"), "inline" if "schema" in raw else None
+    schema_file = raw.get("schemaFile")
+    if isinstance(schema_file, str) and "${{" not in schema_file:
+        schema, source = _load_schema_file(os.path.dirname(doc.file) or ".", schema_file,
+                                           lambda m: at("schemaFile", m)), schema_file
+    if schema is not None:
+        problem = schema_problem(schema)
+        if problem:
+            at("schemaFile" if schema_file else "schema", problem)
+    return Expectations(bool(raw.get("nonEmpty", True)), low, high, raw.get("contentType"), schema,
+                        source if schema is not None else None)
+
+
+def _load_schema_file(folder: str, relative: str, fail: Any) -> Any:
+    target = _inside_folder(folder, relative, "", fail)
+    if target is None:
+        return None
+    try:
+        return load_file(target).data
+    except YamlError as exc:
+        fail(str(exc.problem))
+        return None
+
+
+def _inside_folder(folder: str, relative: str, what: str, fail: Any) -> str | None:
+    """``relative`` inside the job file's ``folder`` (not by `..`, an absolute path or a link), else None."""
     if not stays_inside(relative):
-        fail(f"inputFile '{relative}' leaves the job file's folder")
-        return {}
+        fail(f"{what}'{relative}' leaves the job file's folder")
+        return None
     target = os.path.join(folder, relative)
     real_folder = os.path.realpath(folder)
     if os.path.commonpath([real_folder, os.path.realpath(target)]) != real_folder:
-        fail(f"inputFile '{relative}' resolves (through a link) outside the job file's folder")
+        fail(f"{what}'{relative}' resolves (through a link) outside the job file's folder")
+        return None
+    return target
+
+
+def _load_input_file(folder: str, relative: str, fail: Any) -> dict[str, Any]:
+    target = _inside_folder(folder, relative, "inputFile ", fail)
+    if target is None:
         return {}
     try:
         data = load_file(target).data

@@ -93,6 +93,9 @@ def _explain(doc: Document, base: Path, error: Any) -> Iterable[tuple[Path, Prob
         message = f"{where}: must be {wanted}, not {_type_name(value)} {_show(value)}"
     elif keyword == "pattern":
         message = f"{where}: {_show(value)} does not match {expected}"
+    elif keyword == "not" and path[-1:] == ("expect",):
+        message = f"{where}: schema and schemaFile exclude each other; give one"
+        path = path + ("schemaFile",)
     elif keyword == "not" and path[-1:] == ("options",):
         message = (f"{where}.outputRecordKey cannot be used together with dataset: the dataset endpoint returns items, "
                    "not a record")

@@ -28,6 +28,7 @@ from apify_jobs.model import Job, WrittenOutput
 from apify_jobs.outputs.paths import answered_output, planned_output
 
 TEMP_SUFFIX = ".part"
+REJECTED_SUFFIX = ".rejected"  # an output that failed its expectations, beside the last good one
 # `.<name>.<pid>.<random>.part`: the PID tells a leftover of a dead process from a live one's download
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.part$")
 RESERVE_FROM = 1 << 20  # below this, reserving space costs more than it can save
@@ -46,8 +47,9 @@ class OutputWriter(abc.ABC):
     def write(self, chunk: bytes) -> None: ...
 
     @abc.abstractmethod
-    def commit(self) -> WrittenOutput:
-        """Make the output durable and visible, whole; after this, `abort()` does nothing."""
+    def commit(self, rejected: bool = False) -> WrittenOutput:
+        """Make the output durable and visible, whole; after this, `abort()` does nothing. ``rejected``: it
+        failed its checks, so it goes beside the target (`<output>.rejected`) and the last good one stays."""
 
     @abc.abstractmethod
     def abort(self) -> None:
@@ -215,19 +217,20 @@ class _FileWriter(OutputWriter):
         self._digest.update(chunk)
         self._size += len(chunk)
 
-    def commit(self) -> WrittenOutput:
+    def commit(self, rejected: bool = False) -> WrittenOutput:
+        suffix = REJECTED_SUFFIX if rejected else ""
         try:
             self._stream.flush()
             os.fsync(self._stream.fileno())
             self._stream.close()
-            self._folder._rename(self._temporary, self._target)
+            self._folder._rename(self._temporary, self._target + suffix)
         except OSError as exc:
             self._fail(exc)
         except BaseException:
             self.abort()
             raise
         self._done = True
-        return WrittenOutput(self._shown, self._size, self._digest.hexdigest(), self._content_type)
+        return WrittenOutput(self._shown + suffix, self._size, self._digest.hexdigest(), self._content_type)
 
     def abort(self) -> None:
         if self._done:

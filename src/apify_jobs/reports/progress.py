@@ -91,6 +91,9 @@ def summary(results: list[JobResult]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows]
     totals = {s.value: sum(r.status is s for r in results) for s in Status}
+    expectations = sum(r.error is not None and r.error.type == "expectation-failed" for r in results)
+    totals["failed"] -= expectations
+    totals["failed expectations"] = expectations
     lines.append(", ".join(f"{count} {status}" for status, count in totals.items() if count) or "no jobs")
     usage = total_usage(results)
     if usage is not None:

@@ -43,6 +43,7 @@ def build(of: ReportOf) -> dict[str, Any]:
     entries = of.entries
     totals: dict[str, Any] = {"jobs": len(entries)}
     totals.update({status.value: sum(e.get("status") == status.value for e in entries) for status in Status})
+    totals["failedExpectations"] = sum((e.get("error") or {}).get("type") == "expectation-failed" for e in entries)
     usages = [run.get("usageTotalUsd") for e in entries if not e.get("resumed")
               for run in [e, *(e.get("otherRuns") or [])] if isinstance(run.get("usageTotalUsd"), (int, float))]
     if usages:

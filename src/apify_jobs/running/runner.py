@@ -18,6 +18,7 @@ from apify_jobs.api.client import ApiClient
 from apify_jobs.api.failures import (
     Cancelled,
     ConnectionDropped,
+    ExpectationFailed,
     JobFailure,
     RecoveryFailed,
     RunFailed,
@@ -28,6 +29,7 @@ from apify_jobs.api.request import RunRequest, build_request
 from apify_jobs.api.retry import call_with_retries
 from apify_jobs.model import SYNC_WAIT_SECONDS, Job, JobError, JobResult, Recovery, RecoveryLook, Status, now
 from apify_jobs.outputs.destination import Destination
+from apify_jobs.outputs.expect import Check
 
 log = logging.getLogger("apify_jobs")
 _Write = Callable[[str | None, Iterable[bytes], int | None], None]  # content type, body, length
@@ -69,9 +71,15 @@ def run_job(job: Job, context: RunContext) -> JobResult:
     started = time.monotonic()
 
     def write(content_type: str | None, chunks: Iterable[bytes], length: int | None = None) -> None:
+        check = Check(job, content_type)
         with context.destination.open(job, content_type, length) as writer:
             for chunk in chunks:
                 writer.write(chunk)
+                check.feed(chunk)
+            verdict = check.finish()  # between the download and the commit: a failed output never replaces
+            if verdict is not None:  # the last good one
+                result.rejected = writer.commit(rejected=True)
+                raise ExpectationFailed(f"{verdict.message}; kept as {result.rejected.path}", verdict.total)
             result.output = writer.commit()
 
     def attempt(number: int) -> None:
@@ -87,7 +95,7 @@ def run_job(job: Job, context: RunContext) -> JobResult:
         _, result.attempts = call_with_retries(job.name, job.retry, attempt, context.cancelled)
         result.status = Status.SUCCEEDED
         if result.empty_output:
-            result.note = "the run produced no output record: an empty file was written"
+            result.note = "the run produced no output record: an empty file was written (expect.nonEmpty is false)"
     except Cancelled as failure:
         result.status = Status.CANCELLED
         result.attempts = failure.attempts or len(result.attempt_ids)
@@ -98,7 +106,8 @@ def run_job(job: Job, context: RunContext) -> JobResult:
         result.status = Status.FAILED
         result.attempts = failure.attempts or 1
         result.http_status = failure.http_status
-        result.error = JobError(failure.error_type, failure.message, failure.run_id, type(failure).stops_batch)
+        result.error = JobError(failure.error_type, failure.message, failure.run_id, type(failure).stops_batch,
+                                getattr(failure, "violations", None))
     result.finished_at = now()
     result.duration_ms = int((time.monotonic() - started) * 1000)
     return result

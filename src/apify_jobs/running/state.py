@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS results (
     job TEXT NOT NULL,
     request_key TEXT NOT NULL,
     status TEXT NOT NULL,
+    error_type TEXT,
     resumed INTEGER NOT NULL DEFAULT 0,
     output_path TEXT,
     output_sha256 TEXT,
@@ -291,7 +292,8 @@ class State:
         one transaction per job, each waiting for the GIL, cost ~1.7 ms a job at concurrency 64."""
         entry = result.to_dict()
         output = entry.get("output") or {}
-        row = (self.invocation, seq, result.name, request_key(result), entry["status"], int(result.resumed),
+        row = (self.invocation, seq, result.name, request_key(result), entry["status"],
+               result.error.type if result.error else None, int(result.resumed),
                output.get("path"), output.get("sha256"), entry.get("finishedAt"),
                redact(json.dumps(entry, ensure_ascii=False)))
         with self._group:
@@ -325,8 +327,9 @@ class State:
             try:
                 with self._transaction():
                     self._db.executemany(
-                        "INSERT INTO results (invocation, seq, job, request_key, status, resumed, output_path, "
-                        "output_sha256, finished_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                        "INSERT INTO results (invocation, seq, job, request_key, status, error_type, resumed, "
+                        "output_path, output_sha256, finished_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        rows)
                     self._db.executemany("DELETE FROM leases WHERE job = ? AND pid = ? AND host = ?",
                                          [(row[2], self._pid, self._host) for row in rows])
             except sqlite3.DatabaseError as exc:
@@ -345,11 +348,16 @@ class State:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
 
     def latest_success(self, job: str, key: str) -> Earlier | None:
+        """The job's latest success for this request, unless an output failed its expectations since (the
+        last good output stays, but the job is not done: it runs again)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT entry, finished_at FROM results WHERE job = ? AND request_key = ? AND status = 'succeeded' "
+                "SELECT entry, finished_at, id FROM results WHERE job = ? AND request_key = ? AND status = 'succeeded' "
                 "ORDER BY id DESC LIMIT 1", (job, key)).fetchone()
-        if row is None:
+            rejected = row is not None and self._db.execute(
+                "SELECT 1 FROM results WHERE job = ? AND request_key = ? AND error_type = 'expectation-failed' "
+                "AND id > ? LIMIT 1", (job, key, row[2])).fetchone() is not None
+        if row is None or rejected:
             return None
         return Earlier(json.loads(row[0]), row[1])
 
