@@ -142,3 +142,13 @@ def test_plan_shows_each_jobs_expectations(cli, tmp_path: Path) -> None:
     assert code == 0 and "expect: nonEmpty, minItems 10, contentType application/json" in out
     code, out, _ = cli("plan", path, "--json")
     assert json.loads(out)[0]["expect"]["minItems"] == 10
+
+
+def test_a_large_generated_dataset_is_counted_while_it_streams(cli, emulator, tmp_path: Path) -> None:
+    server = emulator({"tasks": {"me~t": {"generatedItems": 30_000}}})
+    code, jobs, out, _ = run(cli, tmp_path, "{name: a, task: me~t, dataset: {format: json}, "
+                                            "expect: {minItems: 30000, maxItems: 30000}}")
+    assert code == 0 and len(json.loads((out / "a.json").read_bytes())) == 30_000
+    code, jobs, out, _ = run(cli, tmp_path, "{name: b, task: me~t, dataset: {format: json}, expect: {minItems: 30001}}")
+    assert code == 1 and "30000 items, fewer than minItems 30001" in jobs["b"]["error"]["message"]
+    assert server.state.per_task == {"me~t": 2}

@@ -35,7 +35,7 @@ def items_as(items: list[Any], format_: str) -> tuple[bytes, str]:
 
 def _product(index: int) -> bytes:
     """One generated dataset item; every one has the same size, so the whole length is known up front."""
-    return b'{"url":"https://shop.example.com/p/%010d","title":"Product %010d","price":%06d,"inStock":true}' % (
+    return b'{"url":"https://shop.example.com/p/%010d","title":"Product %010d","price":1%05d,"inStock":true}' % (
         index, index, index % 100000)
 
 

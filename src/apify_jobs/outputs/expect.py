@@ -80,7 +80,11 @@ class Check:
     def feed(self, chunk: bytes) -> None:
         self.bytes += len(chunk)
         if self._feeder is not None and self._broken is None:
-            self._feeder.send(chunk)
+            try:
+                self._feeder.send(chunk)
+            except StopIteration:  # the reader is done: broken, or it has seen all it needs
+                self._feeder = None
+                return
             if self.items and not self._counting and self._validator is None:
                 self._feeder = None  # nonEmpty alone needs one item: the rest of the output is not parsed
 
