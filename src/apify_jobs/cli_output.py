@@ -36,10 +36,10 @@ def print_safely(text: str, stream: TextIO | None = None) -> bool:
 def print_problems(problems: Iterable[Problem]) -> None:
     github = os.environ.get("GITHUB_ACTIONS") == "true"
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(redact(str(problem)), file=sys.stderr)
         if github:
             level = "warning" if problem.warning else "error"
-            message = problem.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+            message = redact(problem.message).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
             print(f"::{level} file={problem.file},line={problem.line},col={problem.column}::{message}")
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any
 
 from apify_jobs import jobfile
 from apify_jobs.api.request import DEFAULT_BASE_URL, build_request
-from apify_jobs.cli_output import parse_vars, print_problems
+from apify_jobs.cli_output import parse_vars, print_problems, print_safely
 from apify_jobs.outputs.destination import LocalFolder
+from apify_jobs.redaction import redact
 from apify_jobs.running.selection import still_standing
 from apify_jobs.running.state import State, StateError, state_path
 
@@ -42,18 +42,19 @@ def main(args: argparse.Namespace) -> int:
     if state is not None:
         state.close()
     job_by_name = {job.name: job for job_file in job_files for job in job_file.jobs}
+    # Secrets (`${{ secrets.NAME }}`) are masked in what plan shows, Base64 of webhooks included.
     if args.json:
-        json.dump(planned, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
+        print_safely(redact(json.dumps(planned, ensure_ascii=False, indent=2)))
         return 0
+    lines = []
     for entry in planned:
-        print(f"{entry['name']}\n  {entry['method']} {entry['url']}")
-        print(f"  body:   {json.dumps(entry['body'], ensure_ascii=False)}")
-        print(f"  output: {entry['output']}")
-        print(f"  expect: {job_by_name[entry['name']].expect.describe()}")
+        lines += [f"{entry['name']}", f"  {entry['method']} {entry['url']}",
+                  f"  body:   {json.dumps(entry['body'], ensure_ascii=False)}", f"  output: {entry['output']}",
+                  f"  expect: {job_by_name[entry['name']].expect.describe()}"]
         if args.resume:
             shown = f"skip (succeeded {entry['succeededAt']}, output intact)" if entry["resume"] == "skip" else "run"
-            print(f"  resume: {shown}")
+            lines.append(f"  resume: {shown}")
+    print_safely(redact("\n".join(lines)))
     return 0
 
 

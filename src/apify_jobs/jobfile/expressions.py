@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-NAMESPACES = ("matrix", "vars", "env")
+from apify_jobs import redaction
+
+NAMESPACES = ("matrix", "vars", "env", "secrets")
 SECRET_NAMES = frozenset({"APIFY_TOKEN"})
 
 # Anything opened with ${{ up to the nearest }}; the inside is checked separately for a clear message.
@@ -28,20 +30,30 @@ class Context:
     vars: Mapping[str, Any] | None = None
     env: Mapping[str, str] | None = None
 
+    @property
+    def secrets(self) -> Mapping[str, str] | None:
+        """`secrets.NAME` reads the environment, as GitHub Actions' `secrets` context reads its store."""
+        return self.env
+
     def lookup(self, namespace: str, name: str) -> tuple[bool, Any]:
-        """(known, value); known is False where the namespace is not known yet."""
-        if namespace == "env" and name in SECRET_NAMES:
-            raise ExpressionError(f"${{{{ env.{name} }}}} is refused: the token is never put into a request body")
+        """(known, value); known is False where the namespace is not known yet. A secret's value is masked
+        everywhere the token is, from the moment it is read."""
+        if namespace in ("env", "secrets") and name in SECRET_NAMES:
+            raise ExpressionError(f"${{{{ {namespace}.{name} }}}} is refused: the token is never put into a request "
+                                  "body")
         table = getattr(self, namespace)
         if table is None:
             return False, None
         if name not in table:
             raise ExpressionError(f"${{{{ {namespace}.{name} }}}} is not defined{_how_to_define(namespace, name)}")
+        if namespace == "secrets":
+            redaction.register(str(table[name]))
         return True, table[name]
 
 
 def _how_to_define(namespace: str, name: str) -> str:
     return {"vars": f" (pass --var {name}=VALUE)", "env": f" (set the environment variable {name})",
+            "secrets": f" (set the environment variable {name}, from your CI's secret store)",
             "matrix": " (no such key in this job's matrix)"}[namespace]
 
 
@@ -54,7 +66,8 @@ def references(text: str) -> list[tuple[str, str]]:
             raise ExpressionError(f"malformed expression {match.group(0)!r}: write ${{{{ namespace.NAME }}}}")
         namespace, name = inside.groups()
         if namespace not in NAMESPACES:
-            raise ExpressionError(f"unknown namespace '{namespace}' in {match.group(0)!r}: use matrix, vars or env")
+            raise ExpressionError(f"unknown namespace '{namespace}' in {match.group(0)!r}: use matrix, vars, env or "
+                                  "secrets")
         found.append((namespace, name))
     rest = _ANY.sub("", text)
     if _OPEN in rest:
@@ -118,3 +131,27 @@ def has_expression(value: Any) -> bool:
     if isinstance(value, list):
         return any(has_expression(v) for v in value)
     return False
+
+
+_CREDENTIAL_KEY = re.compile(r"pass(word|wd)?|token|api[-_]?key|secret|authori[sz]ation|credential", re.I)
+
+
+def credentials_from_env(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    """Where an `${{ env.NAME }}` sits where credentials usually go (a key named like a password or token, or
+    inside a webhook's headersTemplate): (path, NAME) for each, so that `validate` can suggest `secrets.`."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    stack: list[tuple[tuple[str | int, ...], Any, bool]] = [(path, value, False)]
+    while stack:
+        where, current, sensitive = stack.pop()
+        if isinstance(current, dict):
+            for key, item in current.items():
+                stack.append((where + (key,), item, sensitive or key == "headersTemplate"
+                              or bool(_CREDENTIAL_KEY.search(str(key)))))
+        elif isinstance(current, list):
+            stack.extend((where + (index,), item, sensitive) for index, item in enumerate(current))
+        elif isinstance(current, str) and sensitive and _OPEN in current:
+            for match in _ANY.finditer(current):
+                inside = _INSIDE.match(match.group(1))
+                if inside and inside.group(1) == "env":
+                    found.append((where, inside.group(2)))
+    return found

@@ -229,6 +229,11 @@ def _resolve_job(
         problems.append(doc.problem(path, prefix + message, warning))
 
     errors: list[tuple[Path, str]] = []
+    for path, variable in [*expressions.credentials_from_env(raw, where),
+                           *expressions.credentials_from_env(defaults, ("defaults",))]:
+        problems.append(doc.problem(path, f"${{{{ env.{variable} }}}} where credentials go is shown by `plan` and kept "
+                                          f"in the report; write ${{{{ secrets.{variable} }}}} to have it masked",
+                                    warning=True))
     own = expressions.substitute_all({k: v for k, v in raw.items() if k != "matrix"}, job_context, where, errors)
     shared = expressions.substitute_all(defaults, job_context, ("defaults",), errors)
     for path, message in errors:
