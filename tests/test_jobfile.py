@@ -229,7 +229,7 @@ def test_undefined_references_fail_before_running_but_not_in_validate(write) -> 
 
 @pytest.mark.parametrize(("expression", "message"), [
     ("${{ matrix.city }}", "is not defined (no such key in this job's matrix)"),
-    ("${{ secrets.X }}", "unknown namespace 'secrets'"),
+    ("${{ github.X }}", "unknown namespace 'github'"),
     ("${{ vars }}", "malformed expression"),
     ("${{ vars.x", "never closed"),
     ("${{ env.APIFY_TOKEN }}", "is refused"),
