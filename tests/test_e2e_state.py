@@ -264,3 +264,51 @@ def test_plan_resume_shows_what_would_run(cli, emulator, tmp_path: Path) -> None
     code, stdout, _ = cli("plan", path, "--out-dir", out, "--resume", "--json")
     planned = {p["name"]: p for p in json.loads(stdout)}
     assert planned["j0"]["resume"] == "skip" and planned["j0"]["succeededAt"] and planned["j1"]["resume"] == "run"
+
+
+def test_shards_that_ran_apart_merge_into_one_folder_and_report(emulator, tmp_path: Path) -> None:
+    server = emulator({"default": {"latency": 0.01}})
+    path = batch(tmp_path, 15)
+    folders = [tmp_path / f"shard{i}" for i in (1, 2, 3)]
+    shards = [start(path, folder, "--shard", f"{i}/3") for i, folder in enumerate(folders, 1)]
+    for process in shards:
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+    assert sum(sent_names(server).values()) == 15
+    merged = tmp_path / "merged"
+    result = run_process("report", "--merge", *map(str, folders), "--out-dir", str(merged), "--junit",
+                         str(tmp_path / "junit.xml"))
+    assert result.returncode == 0, result.stderr
+    report = read_report(merged)
+    jsonschema.validate(report, REPORT_SCHEMA)
+    assert sorted(e["name"] for e in report["jobs"]) == sorted(f"j{i}" for i in range(15))
+    for entry in report["jobs"]:
+        output = Path(entry["output"]["path"])
+        assert output.parent == merged and json.loads(output.read_text())["input"] == {"n": int(entry["name"][1:])}
+    assert (tmp_path / "junit.xml").read_text().count("<testcase") == 15
+    again = run_process("run", str(path), "--out-dir", str(merged), "--resume")
+    assert again.returncode == 0 and sum(sent_names(server).values()) == 15  # nothing sent again
+
+
+def test_a_damaged_artifact_is_refused_by_the_merge(emulator, tmp_path: Path) -> None:
+    emulator()
+    path = batch(tmp_path, 4)
+    folders = [tmp_path / "one", tmp_path / "two"]
+    for i, folder in enumerate(folders, 1):
+        assert run_process("run", str(path), "--out-dir", str(folder), "--shard", f"{i}/2").returncode == 0
+    damaged = next(folders[0].glob("j*.json"))
+    damaged.write_text("changed on the way")
+    result = run_process("report", "--merge", *map(str, folders), "--out-dir", str(tmp_path / "merged"))
+    assert result.returncode == 2 and str(damaged) in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "merged").exists()
+
+
+def test_two_different_successes_of_one_request_are_a_conflict(emulator, tmp_path: Path) -> None:
+    server = emulator()
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n  - {name: b, task: me~t}\n")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run_process("run", str(path), "--out-dir", str(one)).returncode == 0
+    server.state.script.tasks["me~t"] = [type(server.state.script.default)(output={"different": True})]
+    assert run_process("run", str(path), "--out-dir", str(two)).returncode == 0
+    result = run_process("report", "--merge", str(one), str(two), "--out-dir", str(tmp_path / "merged"))
+    assert result.returncode == 1 and result.stderr.count("conflict: ") == 2 and "not merged" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from apify_jobs.api.failures import OutputFailure
 from apify_jobs.cli_output import print_safely
@@ -17,6 +18,8 @@ from apify_jobs.running.state import State
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.merge:
+        return _merge(args)
     state = State(args.out_dir, create=False)
     try:
         invocation, entries = state.entries(args.run)
@@ -38,3 +41,29 @@ def main(args: argparse.Namespace) -> int:
         "" if of.complete else " (it was killed before it finished)")
     print_safely(f"apify-jobs: wrote {written}: {len(entries)} job{'s' * (len(entries) != 1)} of {which}")
     return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """`report --merge DIR...`: the shards' folders into --out-dir, then its report."""
+    from apify_jobs.running.merge import merge
+
+    if args.run != "last":
+        raise UsageError("--merge writes the merged folder's report; --run does not apply")
+    merged = merge(args.merge, args.out_dir)
+    for conflict in merged.conflicts:
+        print_safely(f"apify-jobs: conflict: {conflict}", sys.stderr)
+    state = State(args.out_dir, create=False)
+    try:
+        invocation, entries = state.entries("last")
+    finally:
+        state.close()
+    assert invocation is not None
+    json_path = args.json or os.path.join(args.out_dir, DEFAULT_REPORT)
+    of = ReportOf(entries, [], False, True, [], invocation.id, invocation.started_at, invocation.finished_at)
+    try:
+        report.write(of, json_path, args.junit)
+    except OutputFailure as failure:
+        raise UsageError(f"the report could not be written: {failure}") from None
+    print_safely(f"apify-jobs: merged {len(args.merge)} folders ({merged.runs} runs) into {args.out_dir}: "
+                 f"{len(entries)} jobs, {merged.linked} outputs linked, {merged.copied} copied; report {json_path}")
+    return 1 if merged.conflicts else 0

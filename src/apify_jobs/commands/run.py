@@ -59,7 +59,8 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destination: LocalFolder, state: State,
          base_url: str, token: str | None, report_path: str) -> int:
     files = [{"path": f.path, "sha256": f.sha256} for f in job_files]
-    state.begin({"only": args.only, "shard": args.shard, "jobs": [e.job.name for e in plan.entries]}, files)
+    state.begin({"only": args.only, "shard": args.shard, "outDir": args.out_dir,
+                 "jobs": [e.job.name for e in plan.entries]}, files)
     removed, freed = destination.clean_leftovers(skip=os.path.dirname(state.path))
     if removed and not args.quiet:
         print(f"apify-jobs: removed {removed} temporary file{'s' * (removed != 1)} that an earlier killed run left "

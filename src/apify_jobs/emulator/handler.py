@@ -68,6 +68,9 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if len(body) < length:  # the client went away while sending: no request reached the API, none is counted
+            self.close_connection = True
+            return
         for route_method, pattern, endpoint in _ROUTES:
             match = pattern.match(parts.path) if route_method == method else None
             if match:

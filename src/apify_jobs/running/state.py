@@ -361,6 +361,35 @@ class State:
             return None
         return Earlier(json.loads(row[0]), row[1])
 
+    def everything(self) -> tuple[list[Invocation], list[StoredResult]]:
+        """Every run and every result, oldest first (what `report --merge` copies)."""
+        with self._lock:
+            runs = [_invocation(row) for row in self._db.execute("SELECT * FROM invocations ORDER BY id")]
+            rows = self._db.execute("SELECT invocation, seq, job, request_key, status, error_type, resumed, entry "
+                                    "FROM results ORDER BY id").fetchall()
+        return runs, [StoredResult(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), json.loads(r[7])) for r in rows]
+
+    def adopt(self, run: Invocation, results: list[StoredResult]) -> int:
+        """Copy another folder's run and its results into this state, as a run of its own; returns its number."""
+        with self._lock:
+            try:
+                with self._transaction():
+                    cursor = self._db.execute(
+                        "INSERT INTO invocations (started_at, finished_at, interrupted, version, command, selection, "
+                        "files, pid, host, extra) VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', ?)",
+                        (run.started_at, run.finished_at, int(run.interrupted), run.version, json.dumps(run.command),
+                         json.dumps(run.selection), json.dumps(run.files), json.dumps(run.extra)))
+                    number = int(cursor.lastrowid or 0)
+                    self._db.executemany(
+                        "INSERT INTO results (invocation, seq, job, request_key, status, error_type, resumed, "
+                        "output_path, output_sha256, finished_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(number, r.seq, r.job, r.request_key, r.status, r.error_type, int(r.resumed),
+                          (r.entry.get("output") or {}).get("path"), (r.entry.get("output") or {}).get("sha256"),
+                          r.entry.get("finishedAt"), json.dumps(r.entry, ensure_ascii=False)) for r in results])
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"cannot write the state {self.path}: {exc}") from None
+        return number
+
     def entries(self, which: str) -> tuple[Invocation | None, list[dict[str, Any]]]:
         """The report entries of one invocation (``last`` or a number), in the order it selected them; or with
         ``all``, each job's latest entry over every invocation."""
@@ -375,6 +404,20 @@ class State:
             rows = self._db.execute("SELECT entry FROM results WHERE invocation = ? ORDER BY seq, id",
                                     (invocation.id,)).fetchall()
         return invocation, [json.loads(row[0]) for row in rows]
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """One result row, as another folder's state is merged in."""
+
+    invocation: int
+    seq: int
+    job: str
+    request_key: str
+    status: str
+    error_type: str | None
+    resumed: bool
+    entry: dict[str, Any]
 
 
 def _invocation(row: tuple[Any, ...]) -> Invocation:

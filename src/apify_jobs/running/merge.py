@@ -1,0 +1,147 @@
+"""`report --merge`: the output folders of shards that ran apart (on different CI runners, say) made into one
+folder, with one state holding every run and result, every job's output, and one report.
+
+Each job keeps its latest succeeded result; its output is copied (hard-linked when the folders share a file
+system) after its sha256 is checked against the one recorded, so a damaged artifact is refused, never
+merged. Two different succeeded outputs for one request are a conflict: reported, and neither is taken.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from apify_jobs import __version__
+from apify_jobs.errors import ApifyJobsError
+from apify_jobs.model import now
+from apify_jobs.outputs.destination import sha256_of
+from apify_jobs.running.state import Invocation, State, StoredResult
+
+
+class MergeRefused(ApifyJobsError):
+    """An input folder cannot be merged (damaged output, no state): nothing was written."""
+
+
+@dataclass
+class Merged:
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    copied: int = 0
+    linked: int = 0
+    runs: int = 0
+
+
+@dataclass
+class _Candidate:
+    folder: str
+    result: StoredResult
+    out_dir: str  # as the run recorded it: output paths are relative to this
+
+    @property
+    def relative(self) -> str | None:
+        path = (self.result.entry.get("output") or {}).get("path")
+        return os.path.relpath(path, self.out_dir) if path else None
+
+
+def merge(folders: list[str], out_dir: str) -> Merged:
+    if os.path.abspath(out_dir) in {os.path.abspath(f) for f in folders}:
+        raise MergeRefused(f"--out-dir {out_dir} is one of the folders merged; give a new folder")
+    loaded = []
+    for folder in folders:
+        state = State(folder, create=False)
+        try:
+            loaded.append((folder, *state.everything()))
+        finally:
+            state.close()
+    chosen, conflicts = _choose(loaded)
+    for candidate in chosen.values():  # every output checked before anything is written
+        _check(candidate)
+    os.makedirs(out_dir, exist_ok=True)
+    merged = Merged(conflicts=conflicts)
+    target = State(out_dir)
+    try:
+        for folder, runs, results in loaded:
+            for run in runs:
+                of_run = [_rewritten(r, _out_dir(run.selection, folder), out_dir) for r in results
+                          if r.invocation == run.id]
+                target.adopt(run, of_run)
+                merged.runs += 1
+        for name in sorted(chosen):
+            candidate = chosen[name]
+            merged.entries.append(_rewritten(candidate.result, candidate.out_dir, out_dir).entry)
+            if candidate.relative:
+                linked = _place(os.path.join(candidate.folder, candidate.relative), os.path.join(out_dir,
+                                                                                                 candidate.relative))
+                merged.linked += linked
+                merged.copied += not linked
+        # The merge is a run of its own, whose results are each job's chosen one: the report shows it.
+        run = Invocation(0, now(), now(), False, __version__, ["apify-jobs", "report", "--merge", *folders],
+                         {"merged": folders, "outDir": out_dir, "jobs": sorted(chosen)}, [], {"conflicts": conflicts})
+        target.adopt(run, [replace(_rewritten(chosen[name].result, chosen[name].out_dir, out_dir), seq=seq)
+                           for seq, name in enumerate(sorted(chosen))])
+    finally:
+        target.close()
+    return merged
+
+
+def _out_dir(selection: dict[str, Any], folder: str) -> str:
+    return str(selection.get("outDir") or folder)
+
+
+def _choose(loaded: list[tuple[str, Any, list[StoredResult]]]) -> tuple[dict[str, _Candidate], list[str]]:
+    """Each job's latest success over every folder; conflicting successes for one request are left out."""
+    latest: dict[str, _Candidate] = {}
+    by_request: dict[tuple[str, str], dict[str, _Candidate]] = {}
+    for folder, runs, results in loaded:
+        out_dirs = {run.id: _out_dir(run.selection, folder) for run in runs}
+        for result in results:
+            if result.status != "succeeded" or result.resumed:
+                continue
+            candidate = _Candidate(folder, result, out_dirs.get(result.invocation, folder))
+            sha = (result.entry.get("output") or {}).get("sha256", "")
+            by_request.setdefault((result.job, result.request_key), {})[sha] = candidate
+            current = latest.get(result.job)
+            if current is None or str(result.entry.get("finishedAt")) >= str(current.result.entry.get("finishedAt")):
+                latest[result.job] = candidate
+    conflicts = []
+    for (job, _), outputs in sorted(by_request.items()):
+        if len(outputs) > 1 and job in latest:
+            places = ", ".join(f"{c.folder} ({sha[:12]})" for sha, c in sorted(outputs.items()))
+            conflicts.append(f"{job}: one request, different succeeded outputs in {places}; not merged")
+            del latest[job]
+    return latest, conflicts
+
+
+def _check(candidate: _Candidate) -> None:
+    if candidate.relative is None:
+        return
+    source = os.path.join(candidate.folder, candidate.relative)
+    expected = (candidate.result.entry.get("output") or {}).get("sha256")
+    if sha256_of(source) != expected:
+        raise MergeRefused(f"{source} does not match the sha256 its run recorded ({str(expected)[:12]}…): the "
+                           "artifact is damaged or was changed; nothing was merged")
+
+
+def _rewritten(result: StoredResult, old_out_dir: str, new_out_dir: str) -> StoredResult:
+    entry = dict(result.entry)
+    output = entry.get("output")
+    if isinstance(output, dict) and output.get("path"):
+        entry["output"] = {**output, "path": os.path.join(new_out_dir, os.path.relpath(output["path"], old_out_dir))}
+    return StoredResult(result.invocation, result.seq, result.job, result.request_key, result.status,
+                        result.error_type, result.resumed, entry)
+
+
+def _place(source: str, target: str) -> bool:
+    """The output at ``target``, hard-linked when possible (True), else copied whole (temporary file, rename)."""
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    temporary = f"{target}.{os.getpid()}.merge.part"
+    try:
+        os.link(source, temporary)
+        linked = True
+    except OSError:
+        shutil.copyfile(source, temporary)
+        linked = False
+    os.replace(temporary, target)
+    return linked
