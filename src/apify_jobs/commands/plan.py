@@ -12,6 +12,7 @@ from apify_jobs.api.request import DEFAULT_BASE_URL, build_request
 from apify_jobs.cli_output import parse_vars, print_problems, print_safely
 from apify_jobs.outputs.destination import LocalFolder
 from apify_jobs.redaction import redact
+from apify_jobs.running.needs import deferred, uses_needs
 from apify_jobs.running.selection import still_standing
 from apify_jobs.running.state import State, StateError, state_path
 
@@ -25,6 +26,7 @@ def main(args: argparse.Namespace) -> int:
     planned = []
     for job_file in job_files:
         for job in job_file.jobs:
+            job = deferred(job) if uses_needs(job) else job  # values from needed jobs: <from list.output…>
             request = build_request(job, base_url)
             entry: dict[str, Any] = {
                 "name": job.name,

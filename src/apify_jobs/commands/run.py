@@ -26,7 +26,7 @@ from apify_jobs.reports.report import ReportOf
 from apify_jobs.running.executor import Executor
 from apify_jobs.running.run_facts import add_run_facts, still_running
 from apify_jobs.running.runner import RunContext
-from apify_jobs.running.selection import Plan, parse_shard, resume, select
+from apify_jobs.running.selection import Plan, parse_shard, resume, resumed_result, select
 from apify_jobs.running.state import State
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -67,6 +67,8 @@ def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destina
               f"behind ({freed / (1 << 20):.1f} MiB freed)", file=sys.stderr)
     client = ApiClient(token, pool_size=args.concurrency or _pool_size(job_files), base_url=base_url)
     context = RunContext(client, destination, threading.Event())
+    if args.resume:
+        context.resume_check = lambda job: resumed_result(job, state, destination, base_url)
     resumed = resume(plan, state, destination, base_url) if args.resume else 0
     progress = Progress(len(plan.entries) - resumed, quiet=args.quiet)
     state.take_leases([e.job.name for e in plan.entries if e.result is None])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,17 +10,42 @@ from typing import Any
 
 from apify_jobs import redaction
 
-NAMESPACES = ("matrix", "vars", "env", "secrets")
+NAMESPACES = ("matrix", "vars", "env", "secrets", "needs")
+NEEDS_FIELDS = ("output", "runId", "datasetId", "keyValueStoreId")
 SECRET_NAMES = frozenset({"APIFY_TOKEN"})
 
 # Anything opened with ${{ up to the nearest }}; the inside is checked separately for a clear message.
 _OPEN = "${{"
 _ANY = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 _INSIDE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*$")
+# needs.<job>.<field><path>: a job name may hold dots, so the shortest name followed by a known field wins
+_NEEDS = re.compile(r"^\s*needs\.([A-Za-z0-9][A-Za-z0-9._-]*?)\.(output|runId|datasetId|keyValueStoreId)"
+                    r"((?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:\d+|\*|\"(?:[^\"\\]|\\.)*\")\])*)\s*$")
+_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+|\*|\"(?:[^\"\\]|\\.)*\")\]")
 
 
 class ExpressionError(ValueError):
     """An expression that is malformed, names an unknown namespace, or refers to something undefined."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One expression: ``namespace.name``, and for `needs` the field and the path inside it."""
+
+    namespace: str
+    name: str
+    field: str = ""
+    path: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.namespace}.{self.name}" + (f".{self.field}{self.path}" if self.field else "")
+
+
+class NeedsValues:
+    """What `needs.<job>.…` refers to at run time: the needed jobs' outputs and runs."""
+
+    def value(self, ref: Ref) -> Any:  # pragma: no cover - the running stage provides the real one
+        raise NotImplementedError
 
 
 @dataclass
@@ -29,11 +55,17 @@ class Context:
     matrix: Mapping[str, Any] = field(default_factory=dict)
     vars: Mapping[str, Any] | None = None
     env: Mapping[str, str] | None = None
+    needs: NeedsValues | None = None  # None until run time: `needs` expressions stay as written
 
     @property
     def secrets(self) -> Mapping[str, str] | None:
         """`secrets.NAME` reads the environment, as GitHub Actions' `secrets` context reads its store."""
         return self.env
+
+    def resolve(self, ref: Ref) -> tuple[bool, Any]:
+        if ref.namespace == "needs":
+            return (False, None) if self.needs is None else (True, self.needs.value(ref))
+        return self.lookup(ref.namespace, ref.name)
 
     def lookup(self, namespace: str, name: str) -> tuple[bool, Any]:
         """(known, value); known is False where the namespace is not known yet. A secret's value is masked
@@ -57,18 +89,42 @@ def _how_to_define(namespace: str, name: str) -> str:
             "matrix": " (no such key in this job's matrix)"}[namespace]
 
 
-def references(text: str) -> list[tuple[str, str]]:
-    """The (namespace, name) pairs in ``text``; raises ExpressionError if one is malformed."""
-    found = []
-    for match in _ANY.finditer(text):
-        inside = _INSIDE.match(match.group(1))
-        if not inside:
-            raise ExpressionError(f"malformed expression {match.group(0)!r}: write ${{{{ namespace.NAME }}}}")
-        namespace, name = inside.groups()
-        if namespace not in NAMESPACES:
-            raise ExpressionError(f"unknown namespace '{namespace}' in {match.group(0)!r}: use matrix, vars, env or "
-                                  "secrets")
-        found.append((namespace, name))
+def parse(expression: str, shown: str) -> Ref:
+    """The inside of one ``${{ … }}``; ``shown`` is the whole expression, for messages."""
+    if expression.strip().startswith("needs."):
+        needs = _NEEDS.match(expression)
+        if not needs:
+            raise ExpressionError(f"malformed expression {shown!r}: write ${{{{ needs.JOB.output }}}} (then .key, "
+                                  f'["key"], [N] or [*]), or needs.JOB.runId, .datasetId, .keyValueStoreId')
+        return Ref("needs", needs.group(1), needs.group(2), needs.group(3))
+    inside = _INSIDE.match(expression)
+    if not inside:
+        raise ExpressionError(f"malformed expression {shown!r}: write ${{{{ namespace.NAME }}}}")
+    namespace, name = inside.groups()
+    if namespace not in NAMESPACES:
+        raise ExpressionError(f"unknown namespace '{namespace}' in {shown!r}: use matrix, vars, env, secrets or "
+                              "needs")
+    return Ref(namespace, name)
+
+
+def steps(path: str) -> list[str | int]:
+    """A path's steps: a key, an index, or "*" (every item of a list)."""
+    found: list[str | int] = []
+    for key, bracket in _STEP.findall(path):
+        if key:
+            found.append(key)
+        elif bracket == "*":
+            found.append("*")
+        elif bracket.startswith('"'):
+            found.append(str(json.loads(bracket)))
+        else:
+            found.append(int(bracket))
+    return found
+
+
+def references(text: str) -> list[Ref]:
+    """The expressions in ``text``; raises ExpressionError if one is malformed."""
+    found = [parse(match.group(1), match.group(0)) for match in _ANY.finditer(text)]
     rest = _ANY.sub("", text)
     if _OPEN in rest:
         raise ExpressionError("expression opened with ${{ is never closed with }}")
@@ -82,12 +138,11 @@ def substitute(text: str, context: Context) -> Any:
     refs = references(text)
     whole = _ANY.fullmatch(text.strip())
     if whole and len(refs) == 1:
-        known, value = context.lookup(*refs[0])
+        known, value = context.resolve(refs[0])
         return value if known else text
 
     def replace(match: re.Match[str]) -> str:
-        namespace, name = _INSIDE.match(match.group(1)).groups()  # type: ignore[union-attr]
-        known, value = context.lookup(namespace, name)
+        known, value = context.resolve(parse(match.group(1), match.group(0)))
         if not known:
             return match.group(0)
         if isinstance(value, (dict, list)):
@@ -154,4 +209,22 @@ def credentials_from_env(value: Any, path: tuple[str | int, ...] = ()) -> list[t
                 inside = _INSIDE.match(match.group(1))
                 if inside and inside.group(1) == "env":
                     found.append((where, inside.group(2)))
+    return found
+
+
+def needed_jobs(value: Any) -> set[str]:
+    """The jobs that `needs.<job>.…` expressions in ``value`` refer to (malformed ones are left to substitute)."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, str) and _OPEN in current:
+            for match in _ANY.finditer(current):
+                needs = _NEEDS.match(match.group(1))
+                if needs:
+                    found.add(needs.group(1))
+        elif isinstance(current, dict):
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)
     return found

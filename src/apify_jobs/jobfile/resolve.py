@@ -173,9 +173,29 @@ def _resolve_file(doc: Document, context: Context, problems: list[Problem], brok
                 problems.append(doc.problem(where + ("needs", position), f"needs unknown job '{need}'{hint}"))
             else:
                 job.needs.extend(n for n in by_base[need] if n != job.name)
+        problems.extend(_needs_references(doc, job, where, data["jobs"][where[1]], by_base))
         job_file.jobs.append(job)
     problems.extend(_cycles(doc, expanded))
     return job_file
+
+
+def _needs_references(doc: Document, job: Job, where: Path, raw: dict[str, Any],
+                      by_base: dict[str, list[str]]) -> list[Problem]:
+    """`needs.<job>.…` only in input, options or dataset, and only of a job this one needs (one job, not a
+    whole matrix)."""
+    problems = []
+    for key, value in raw.items():
+        for name in sorted(expressions.needed_jobs(value)):
+            if key not in ("input", "options", "dataset"):
+                problems.append(doc.problem(where + (key,), f"${{{{ needs.{name}... }}}} may only stand in input, "
+                                                            "options or dataset"))
+            elif name not in job.needs:
+                problems.append(doc.problem(where + (key,), f"${{{{ needs.{name}... }}}}: '{name}' is not in this "
+                                                            f"job's needs; add it there"))
+            elif name in by_base and len(by_base[name]) > 1:
+                problems.append(doc.problem(where + (key,), f"${{{{ needs.{name}... }}}}: '{name}' is a matrix of "
+                                                            f"{len(by_base[name])} jobs; name one of them"))
+    return problems
 
 
 def _matrix(doc: Document, raw: dict[str, Any], where: Path, problems: list[Problem],

@@ -79,6 +79,7 @@ class Executor:
         for entry in self.plan.entries:
             if entry.result is not None:  # resumed
                 self._journal.record(entry.seq, entry.result)
+                self.context.finished[entry.job.name] = entry.result
         try:
             with self._changed:
                 while not self.interrupted:
@@ -162,6 +163,7 @@ class Executor:
             if not keep or entry.result is not None:
                 return  # _abandon() records it as cancelled
             entry.result = result
+            self.context.finished[entry.job.name] = result
             if result.status is Status.FAILED:
                 if result.error is not None and result.error.stops_batch:
                     self._stop_all = (f"not sent: {entry.job.name} was refused with HTTP {result.http_status} "
@@ -195,6 +197,7 @@ class Executor:
         """A job decided without running (cancelled or skipped): recorded, shown, done."""
         self._journal.record(entry.seq, result)
         entry.result = result
+        self.context.finished[entry.job.name] = result
         self.progress.finish(result)
 
     def _decided(self, job: Job, status: Status, message: str) -> JobResult:

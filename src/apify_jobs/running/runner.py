@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from apify_jobs.api import recovery
 from apify_jobs.api.client import ApiClient
@@ -30,6 +31,7 @@ from apify_jobs.api.retry import call_with_retries
 from apify_jobs.model import SYNC_WAIT_SECONDS, Job, JobError, JobResult, Recovery, RecoveryLook, Status, now
 from apify_jobs.outputs.destination import Destination
 from apify_jobs.outputs.expect import Check
+from apify_jobs.running.needs import NeedsValueFailed, resolved, uses_needs
 
 log = logging.getLogger("apify_jobs")
 _Write = Callable[[str | None, Iterable[bytes], int | None], None]  # content type, body, length
@@ -44,6 +46,9 @@ class RunContext:
     destination: Destination
     cancelled: threading.Event = field(default_factory=threading.Event)
     attempts: Attempts = field(default_factory=Attempts)
+    finished: dict[str, JobResult] = field(default_factory=dict)  # decided jobs, for `needs` values
+    # --resume of a job whose request is only known once its needs ran: the earlier result that stands
+    resume_check: Callable[[Job], JobResult | None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -55,16 +60,24 @@ def new_result(job: Job, request: RunRequest) -> JobResult:
                      query=dict(request.query), input_sha256=request.input_sha256)
 
 
-def decided(job: Job, base_url: str, status: Status, message: str) -> JobResult:
-    """The result of a job that was not run (skipped, cancelled, resumed)."""
+def decided(job: Job, base_url: str, status: Status, message: str, error_type: str | None = None) -> JobResult:
+    """The result of a job that was not run (skipped, cancelled, resumed, or failed before sending)."""
     result = new_result(job, build_request(job, base_url))
     result.status = status
-    result.error = JobError(status.value, message)
+    result.error = JobError(error_type or status.value, message)
     result.finished_at = now()
     return result
 
 
 def run_job(job: Job, context: RunContext) -> JobResult:
+    if uses_needs(job):
+        try:
+            job = resolved(job, context.finished, lambda result: facts_of(result, context))
+        except NeedsValueFailed as failure:
+            return decided(job, context.base_url, Status.FAILED, failure.message, failure.error_type)
+        earlier = context.resume_check(job) if context.resume_check else None
+        if earlier is not None:
+            return earlier
     request = build_request(job, context.base_url)
     result = new_result(job, request)
     result.started_at = now()
@@ -111,6 +124,30 @@ def run_job(job: Job, context: RunContext) -> JobResult:
     result.finished_at = now()
     result.duration_ms = int((time.monotonic() - started) * 1000)
     return result
+
+
+def facts_of(result: JobResult, context: RunContext) -> dict[str, Any]:
+    """A needed job's run facts (runId, storages): from its result or its earlier one, else looked up now by
+    its attempts' identity (the batch's own look-up comes only at its end)."""
+    from apify_jobs.running.run_facts import facts_of as listed_facts
+    from apify_jobs.running.run_facts import find_runs
+
+    earlier = result.previous
+    if earlier is not None:  # resumed: its run is the earlier one's
+        ids = earlier.get("attemptIds") or []
+        if earlier.get("runId") or not ids:
+            return earlier
+        attempts = [Attempt(attempt_id, result.name, result.task, n, sent_at=0.0) for n, attempt_id in enumerate(ids)]
+        found = find_runs(context.client, attempts, context.cancelled)
+        return listed_facts(found[ids[-1]]).to_dict() if ids[-1] in found else earlier
+    if result.run is None and result.attempt_ids:
+        found = find_runs(context.client, context.attempts.of_job(result.name), context.cancelled)
+        runs = [listed_facts(found[a]) for a in result.attempt_ids if a in found]
+        if runs:
+            result.run, result.other_runs = runs[-1], runs[:-1]
+    if result.run is None and result.recovery is not None and result.recovery.run_id:
+        return {"runId": result.recovery.run_id}
+    return result.run.to_dict() if result.run else {}
 
 
 def _send(job: Job, request: RunRequest, context: RunContext, sent: Attempt, result: JobResult, write: _Write) -> None:

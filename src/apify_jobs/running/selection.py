@@ -10,6 +10,7 @@ from apify_jobs.api.request import build_request
 from apify_jobs.errors import UsageError
 from apify_jobs.model import Job, JobFile, JobResult, Status
 from apify_jobs.outputs.destination import Destination
+from apify_jobs.running.needs import uses_needs
 from apify_jobs.running.runner import new_result
 from apify_jobs.running.state import Earlier, State, request_key
 
@@ -97,13 +98,21 @@ def resume(plan: Plan, state: State, destination: Destination, base_url: str) ->
     sha256), whatever ran in between; returns how many."""
     count = 0
     for entry in plan.entries:
-        earlier = still_standing(entry.job, state, destination, base_url)
-        if earlier is not None:
-            result = new_result(entry.job, build_request(entry.job, base_url))
-            result.status, result.resumed, result.previous = Status.SUCCEEDED, True, earlier.entry
-            entry.result = result
-            count += 1
+        if uses_needs(entry.job):
+            continue  # its request is known once its needs ran: checked then (RunContext.resume_check)
+        entry.result = resumed_result(entry.job, state, destination, base_url)
+        count += entry.result is not None
     return count
+
+
+def resumed_result(job: Job, state: State, destination: Destination, base_url: str) -> JobResult | None:
+    """The job as resumed, if its latest success for the request it would send now still stands."""
+    earlier = still_standing(job, state, destination, base_url)
+    if earlier is None:
+        return None
+    result = new_result(job, build_request(job, base_url))
+    result.status, result.resumed, result.previous = Status.SUCCEEDED, True, earlier.entry
+    return result
 
 
 def still_standing(job: Job, state: State, destination: Destination, base_url: str) -> Earlier | None:

@@ -1,0 +1,145 @@
+"""Values that flow along `needs`: `${{ needs.<job>.output… }}`, `.runId`, `.datasetId`, `.keyValueStoreId`,
+substituted into a job's input, options and dataset once the jobs it needs have succeeded — before its
+request is built, so that what is sent (and what `--resume` compares) is the request after substitution.
+
+A path that selects nothing, an output that is not JSON or JSONL, or one over 64 MiB fails the dependent job
+with a message naming the job, the path and what was there; it is not sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from typing import Any
+
+from apify_jobs.api.failures import JobFailure
+from apify_jobs.jobfile import expressions
+from apify_jobs.jobfile.expressions import Context, ExpressionError, NeedsValues, Ref
+from apify_jobs.model import INPUT_LIMIT_BYTES, Job, JobResult
+
+OUTPUT_LIMIT = 64 << 20  # an output used in an expression is parsed whole: up to this size
+
+
+class NeedsValueFailed(JobFailure):
+    """A value from a needed job could not be had: the job is not sent."""
+
+    error_type = "needs-value-failed"
+
+
+def uses_needs(job: Job) -> bool:
+    return bool(expressions.needed_jobs([job.input, job.options, job.dataset]))
+
+
+def deferred(job: Job) -> Job:
+    """The job as `plan` shows it before its needs ran: each value from a needed job as `<from …>`."""
+    return _substituted(job, _Shown())
+
+
+def resolved(job: Job, finished: dict[str, JobResult], facts: Any) -> Job:
+    """The job with every `needs` value substituted; raises NeedsValueFailed. ``facts(result)`` gives a
+    needed job's run facts (looked up by identity when the batch has not seen them yet)."""
+    job = _substituted(job, _Runtime(job, finished, facts))
+    size = len(json.dumps(job.input, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > INPUT_LIMIT_BYTES:
+        raise NeedsValueFailed(f"with the values from its needs, the input is {size:,} bytes, over the API's 9 MiB "
+                               "request limit; not sent")
+    return job
+
+
+def _substituted(job: Job, values: NeedsValues) -> Job:
+    context = Context(needs=values)
+    try:
+        return replace(job, input=expressions.substitute_all(job.input, context),
+                       options=expressions.substitute_all(job.options, context),
+                       dataset=expressions.substitute_all(job.dataset, context) if job.dataset is not None else None)
+    except ExpressionError as error:
+        raise NeedsValueFailed(f"{error}; not sent") from None
+
+
+class _Shown(NeedsValues):
+    def value(self, ref: Ref) -> Any:
+        return f"<from {ref.name}.{ref.field}{ref.path}>"
+
+
+class _Runtime(NeedsValues):
+    def __init__(self, job: Job, finished: dict[str, JobResult], facts: Any):
+        self._job = job
+        self._finished = finished
+        self._facts = facts
+        self._outputs: dict[str, Any] = {}
+
+    def value(self, ref: Ref) -> Any:
+        result = self._finished.get(ref.name)
+        if result is None or not result.succeeded:
+            raise NeedsValueFailed(f"{self._job.name}: needs.{ref.name} has no value: {ref.name} did not succeed")
+        if ref.field == "output":
+            return _select(self._output(ref.name, result), expressions.steps(ref.path), str(ref), ref.name)
+        run = self._facts(result)
+        value = {"runId": run.get("runId"), "datasetId": run.get("defaultDatasetId"),
+                 "keyValueStoreId": run.get("defaultKeyValueStoreId")}[ref.field]
+        if not value:
+            raise NeedsValueFailed(f"{self._job.name}: ${{{{ needs.{ref} }}}}: the run of {ref.name} was not found, "
+                                   "so its IDs are unknown; not sent")
+        return value
+
+    def _output(self, name: str, result: JobResult) -> Any:
+        if name not in self._outputs:
+            output = (result.previous or {}).get("output") if result.previous else (
+                {"path": result.output.path, "contentType": result.output.content_type} if result.output else None)
+            if not output or not output.get("path"):
+                raise NeedsValueFailed(f"{self._job.name}: {name} wrote no output to take values from")
+            self._outputs[name] = _parse(str(output["path"]), output.get("contentType"), self._job.name, name)
+        return self._outputs[name]
+
+
+def _parse(path: str, content_type: str | None, job: str, name: str) -> Any:
+    try:
+        size = os.path.getsize(path)
+        if size > OUTPUT_LIMIT:
+            raise NeedsValueFailed(f"{job}: the output of {name} is {size:,} bytes, over the {OUTPUT_LIMIT >> 20} MiB "
+                                   "an expression may read; not sent")
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except OSError as error:
+        raise NeedsValueFailed(f"{job}: the output of {name} cannot be read ({error.strerror}); not sent") from None
+    jsonl = path.endswith(".jsonl") or "jsonl" in (content_type or "") or "ndjson" in (content_type or "")
+    try:
+        if jsonl:
+            return [json.loads(line) for line in data.splitlines() if line.strip()]
+        return json.loads(data)
+    except ValueError:
+        kind = "JSONL" if jsonl else "JSON"
+        raise NeedsValueFailed(f"{job}: the output of {name} ({path}) is not {kind}, so no value can be taken from "
+                               "it; not sent") from None
+
+
+def _select(value: Any, path: list[str | int], shown: str, name: str) -> Any:
+    for index, step in enumerate(path):
+        if step == "*":
+            if not isinstance(value, list):
+                raise NeedsValueFailed(f"${{{{ {shown} }}}}: [*] needs a list, but {_where(path[:index])} of {name}'s "
+                                       f"output is {_kind(value)}; not sent")
+            return [_select(item, path[index + 1:], shown, name) for item in value]
+        if isinstance(step, int):
+            if not isinstance(value, list) or step >= len(value):
+                raise NeedsValueFailed(f"${{{{ {shown} }}}} selects nothing: {_where(path[:index])} of {name}'s output "
+                                       f"is {_kind(value)}; not sent")
+        elif not isinstance(value, dict) or step not in value:
+            raise NeedsValueFailed(f"${{{{ {shown} }}}} selects nothing: {_where(path[:index])} of {name}'s output is "
+                                   f"{_kind(value)}; not sent")
+        value = value[step]
+    return value
+
+
+def _where(path: list[str | int]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path) or "the top"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        keys = ", ".join(list(value)[:8])
+        return f"an object with keys {keys}" if keys else "an empty object"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    return f"{type(value).__name__} {json.dumps(value)[:40]}"

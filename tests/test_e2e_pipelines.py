@@ -1,0 +1,103 @@
+"""Values flowing along `needs` on the emulator: IDs of a needed job's run, typed values from its output,
+failures that send nothing, `plan` before, and `--resume` after the first job's output changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.helpers import job_file, jobs_by_name, read_report
+
+
+def bodies(server, task: str) -> list[dict]:
+    return [json.loads(r["body"]) for r in server.state.run_sync_requests(task)]
+
+
+PIPELINE = """
+jobs:
+  - name: crawl
+    task: me~crawl
+    input: {start: [{url: "https://a.example"}, {url: "https://b.example"}]}
+  - name: process
+    task: me~process
+    needs: [crawl]
+    input:
+      datasetId: "${{ needs.crawl.datasetId }}"
+      runId: "${{ needs.crawl.runId }}"
+      urls: "${{ needs.crawl.output.input.start[*].url }}"
+      first: "first is ${{ needs.crawl.output.input.start[0].url }}"
+  - name: label
+    task: me~label
+    needs: [crawl]
+    input: {task: "${{ needs.crawl.output.taskId }}"}
+"""
+
+
+def test_a_pipeline_passes_ids_and_typed_values(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    code, _, err = cli("run", job_file(tmp_path, PIPELINE), "--out-dir", tmp_path / "out")
+    assert code == 0, err
+    [crawl_run] = [r for r in server.state.runs if r.task == "me~crawl"]
+    [sent] = bodies(server, "me~process")
+    assert sent == {"datasetId": crawl_run.dataset_id, "runId": crawl_run.id,
+                    "urls": ["https://a.example", "https://b.example"], "first": "first is https://a.example"}
+
+
+def test_plan_shows_values_from_needs_as_deferred(cli, tmp_path: Path) -> None:
+    code, out, _ = cli("plan", job_file(tmp_path, PIPELINE), "--json")
+    process = {p["name"]: p for p in json.loads(out)}["process"]
+    assert code == 0 and process["body"]["urls"] == "<from crawl.output.input.start[*].url>"
+    assert process["body"]["datasetId"] == "<from crawl.datasetId>"
+
+
+def test_a_path_that_selects_nothing_fails_the_job_without_sending(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    path = job_file(tmp_path, PIPELINE.replace("start[*].url", "missing[*].url"))
+    code, _, _ = cli("run", path, "--out-dir", tmp_path / "out")
+    process = jobs_by_name(read_report(tmp_path / "out"))["process"]
+    assert code == 1 and bodies(server, "me~process") == [] and process["error"]["type"] == "needs-value-failed"
+    assert "needs.crawl.output.input.missing[*].url" in process["error"]["message"]
+    assert "selects nothing: .input of crawl's output is an object with keys start" in process["error"]["message"]
+
+
+def test_star_on_something_that_is_not_a_list_is_a_clear_failure(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    path = job_file(tmp_path, PIPELINE.replace("input.start[*].url", "taskId[*]"))
+    code, _, _ = cli("run", path, "--out-dir", tmp_path / "out")
+    process = jobs_by_name(read_report(tmp_path / "out"))["process"]
+    assert code == 1 and bodies(server, "me~process") == [] and "[*] needs a list" in process["error"]["message"]
+
+
+def test_a_reference_to_a_job_not_needed_is_a_validation_error(cli, tmp_path: Path) -> None:
+    path = job_file(tmp_path, PIPELINE.replace("    needs: [crawl]\n    input: {task:", "    input: {task:"))
+    code, _, err = cli("validate", path)
+    assert code == 2 and "'crawl' is not in this job's needs; add it there" in err
+    code, _, err = cli("validate", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"
+                                                      "  - {name: b, task: me~t, needs: [a], output: '${{ needs.a.runId }}'}\n"))
+    assert code == 2 and "may only stand in input, options or dataset" in err
+
+
+def test_resume_resends_exactly_the_dependants_whose_requests_changed(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    out = tmp_path / "out"
+    one_url = PIPELINE.replace(', {url: "https://b.example"}]', "]")
+    first = job_file(tmp_path, one_url, "first.yaml")
+    assert cli("run", first, "--out-dir", out)[0] == 0
+    assert cli("run", first, "--out-dir", out, "--resume")[0] == 0
+    assert len(server.state.requests) == 3  # nothing changed: nothing sent again
+    changed = job_file(tmp_path, PIPELINE, "first.yaml")  # crawl's input has a second URL now
+    assert cli("run", changed, "--out-dir", out, "--resume")[0] == 0
+    # crawl ran again (its input changed), so did process (its urls changed); label's request stayed the same
+    assert sorted(r["task"] for r in server.state.run_sync_requests()[3:]) == ["me~crawl", "me~process"]
+    assert jobs_by_name(read_report(out))["label"].get("resumed") is True
+
+
+def test_ids_of_a_resumed_needed_job_are_found_without_run_facts(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    out = tmp_path / "out"
+    path = job_file(tmp_path, "jobs:\n  - {name: crawl, task: me~crawl}\n"
+                              "  - {name: use, task: me~use, needs: [crawl], input: {run: '${{ needs.crawl.runId }}'}}\n")
+    assert cli("run", path, "--out-dir", out, "--no-run-facts", "--only", "crawl")[0] == 0
+    assert cli("run", path, "--out-dir", out, "--no-run-facts", "--resume")[0] == 0
+    [crawl_run] = server.state.runs[:1]
+    assert bodies(server, "me~use") == [{"run": crawl_run.id}] and len(bodies(server, "me~crawl")) == 1
