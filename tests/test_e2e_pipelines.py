@@ -101,3 +101,44 @@ def test_ids_of_a_resumed_needed_job_are_found_without_run_facts(cli, emulator, 
     assert cli("run", path, "--out-dir", out, "--no-run-facts", "--resume")[0] == 0
     [crawl_run] = server.state.runs[:1]
     assert bodies(server, "me~use") == [{"run": crawl_run.id}] and len(bodies(server, "me~crawl")) == 1
+
+
+# --- Actors as well as tasks ---------------------------------------------------------------------
+
+ACTOR_JOBS = """
+jobs:
+  - {name: record, actor: apify/web-scraper, input: {startUrls: [{url: "https://a.example"}]}}
+  - {name: items, actor: apify~web-scraper, input: {q: 1}, dataset: {format: jsonl}}
+"""
+
+
+def test_an_actor_job_runs_through_the_actor_endpoints(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    code, _, err = cli("run", job_file(tmp_path, ACTOR_JOBS), "--out-dir", tmp_path / "out")
+    assert code == 0, err
+    sent = server.state.run_sync_requests()
+    assert sorted((r["endpoint"], r["actor"], r["task"]) for r in sent) == [
+        ("run-sync", True, "apify~web-scraper"), ("run-sync-get-dataset-items", True, "apify~web-scraper")]
+    jobs = jobs_by_name(read_report(tmp_path / "out"))
+    assert jobs["record"]["actor"] == "apify~web-scraper" and jobs["record"]["task"] is None
+    assert jobs["record"]["runId"] in {r.id for r in server.state.runs}  # run facts from the Actor's run listing
+    listings = {r["path"] for r in server.state.lookups_of("list-runs")}
+    assert listings == {"/v2/acts/apify~web-scraper/runs"}
+
+
+def test_an_actor_jobs_dropped_run_is_adopted_from_the_actors_runs(cli, emulator, tmp_path: Path) -> None:
+    server = emulator({"tasks": {"apify~web-scraper": [{"drop": "after-start", "latency": 0.2}, {}]},
+                       "platform": {"recordUserAgent": False}})  # the fallback: the INPUT is the input sent
+    path = job_file(tmp_path, "jobs:\n  - {name: a, actor: apify~web-scraper, input: {q: 7}, "
+                              "retry: {backoff: {initial: 0, max: 0}}}\n")
+    code, _, _ = cli("run", path, "--out-dir", tmp_path / "out")
+    job = jobs_by_name(read_report(tmp_path / "out"))["a"]
+    assert code == 0 and server.state.per_task == {"apify~web-scraper": 1} and job["recovery"]["adopted"] is True
+    assert job["recovery"]["looks"][0]["method"] == "input" and server.state.lookups_of("task-input") == []
+
+
+def test_exactly_one_of_task_and_actor(cli, tmp_path: Path) -> None:
+    code, _, err = cli("validate", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, actor: me~a}\n"
+                                                      "  - {name: b, input: {}}\n"))
+    assert code == 2 and "give exactly one of task" in err and "missing required key 'task' (or 'actor'" in err
+    assert f"{tmp_path / 'jobs.yaml'}:3:5:" in err and f"{tmp_path / 'jobs.yaml'}:4:5:" in err

@@ -81,6 +81,7 @@ class Job:
     position: tuple[int, int] = (1, 1)
     follow: float | None = FOLLOW_MAX_WAIT  # seconds to follow a run past 408; None: `follow: false`
     expect: Expectations = field(default_factory=Expectations)
+    actor: bool = False  # `task` holds an Actor's ID: /v2/acts/{actorId}/..., not /v2/actor-tasks/{actorTaskId}/...
 
     @property
     def endpoint(self) -> str:
@@ -210,7 +211,7 @@ class GoingRun:
 @dataclass
 class JobResult:
     name: str
-    task: str
+    task: str  # the task's ID, or the Actor's when ``actor``
     file: str
     endpoint: str
     query: dict[str, str]
@@ -232,6 +233,7 @@ class JobResult:
     other_runs: list[RunFacts] = field(default_factory=list)  # runs earlier attempts started (paid for too)
     facts_note: str | None = None  # why no run facts are shown
     previous: dict[str, Any] | None = None  # the earlier report's entry this job was resumed from
+    actor: bool = False
 
     @property
     def runs(self) -> list[RunFacts]:
@@ -249,7 +251,8 @@ class JobResult:
         if self.previous is not None:
             return {**self.previous, "resumed": True}
         entry: dict[str, Any] = {
-            "name": self.name, "task": self.task, "file": self.file, "status": self.status.value,
+            "name": self.name, "task": None if self.actor else self.task, "file": self.file,
+            "status": self.status.value,
             "attempts": self.attempts, "httpStatus": self.http_status,
             "error": self.error.to_dict() if self.error else None, "output": None,
             "request": {"endpoint": self.endpoint, "query": self.query, "inputSha256": self.input_sha256},
@@ -258,6 +261,8 @@ class JobResult:
         if self.output:
             entry["output"] = {"path": self.output.path, "bytes": self.output.bytes, "sha256": self.output.sha256,
                                "contentType": self.output.content_type, "empty": self.empty_output}
+        if self.actor:
+            entry["actor"] = self.task
         if self.rejected:
             entry["rejected"] = {"path": self.rejected.path, "bytes": self.rejected.bytes,
                                  "sha256": self.rejected.sha256, "contentType": self.rejected.content_type}

@@ -33,7 +33,7 @@ from apify_jobs.api.failures import (
     transport_failure,
 )
 from apify_jobs.api.identity import user_agent
-from apify_jobs.api.request import DEFAULT_BASE_URL, RunRequest
+from apify_jobs.api.request import DEFAULT_BASE_URL, RunRequest, target_path
 from apify_jobs.errors import UsageError
 from apify_jobs.model import HttpTimeouts
 
@@ -236,10 +236,11 @@ class ApiClient:
         headers = {**self._headers, "User-Agent": user_agent(attempt_id)} if attempt_id else None
         return self._open("POST", request.url, timeouts, (200, 201), data=request.body, headers=headers)
 
-    def list_runs(self, task: str, *, offset: int = 0, limit: int = 50, desc: bool = True,
+    def list_runs(self, task: str, *, offset: int = 0, limit: int = 50, desc: bool = True, actor: bool = False,
                   timeouts: HttpTimeouts = LOOKUP_TIMEOUTS) -> Answer:
+        """The runs of a task (or, with ``actor``, of an Actor)."""
         query = {"offset": offset, "limit": limit, "desc": "true" if desc else "false"}
-        return self._get(f"/v2/actor-tasks/{quote(task, safe='~')}/runs", timeouts, query)
+        return self._get(f"{target_path(task, actor)}/runs", timeouts, query)
 
     def get_run(self, run_id: str, *, wait_for_finish: int | None = None,
                 timeouts: HttpTimeouts = LOOKUP_TIMEOUTS) -> Answer:

@@ -39,8 +39,9 @@ class Attempt:
 
     id: str
     job: str
-    task: str
+    task: str  # the task's ID, or the Actor's when ``actor``
     number: int
+    actor: bool = False
     sent_at: float = field(default_factory=time.monotonic)  # this machine's monotonic clock
     done: bool = False  # its request is over (answered, failed or given up)
     started_run: bool | None = None  # True: the platform answered as only a started run does; None: unknown
@@ -56,8 +57,8 @@ class Attempts:
         self._all: list[Attempt] = []
         self._claimed: dict[str, str] = {}  # run ID → attempt ID
 
-    def new(self, job: str, task: str, number: int) -> Attempt:
-        attempt = Attempt(new_attempt_id(), job, task, number)
+    def new(self, job: str, task: str, number: int, actor: bool = False) -> Attempt:
+        attempt = Attempt(new_attempt_id(), job, task, number, actor)
         with self._lock:
             self._all.append(attempt)
         return attempt

@@ -92,7 +92,7 @@ def _look(client: ApiClient, job: Job, attempt: Attempt, attempts: Attempts, can
     recorded_agents = False
     try:
         for page_number in range(MAX_PAGES):
-            answer_headers, page = _listing(client, job.task, page_number * PAGE, cancelled)
+            answer_headers, page = _listing(client, job, page_number * PAGE, cancelled)
             if window is None:
                 window = window_start(answer_headers, attempt.sent_at)
             fresh = [run for run in page if isinstance(run, dict) and run.get("id") not in seen]
@@ -122,9 +122,9 @@ def _look(client: ApiClient, job: Job, attempt: Attempt, attempts: Attempts, can
     return _match_input(client, job, in_window, attempts, cancelled)
 
 
-def _listing(client: ApiClient, task: str, offset: int, cancelled: threading.Event) -> tuple[dict[str, str], list[Any]]:
+def _listing(client: ApiClient, job: Job, offset: int, cancelled: threading.Event) -> tuple[dict[str, str], list[Any]]:
     def call() -> tuple[dict[str, str], list[Any]]:
-        with client.list_runs(task, offset=offset, limit=PAGE, desc=True) as answer:
+        with client.list_runs(job.task, offset=offset, limit=PAGE, desc=True, actor=job.actor) as answer:
             items = answer.json()["data"]["items"]
             return answer.headers, items if isinstance(items, list) else []
     return call_patiently(call, cancelled, LOOKUP_POLICY)
@@ -162,7 +162,8 @@ def _match_input(client: ApiClient, job: Job, in_window: list[dict[str, Any]], a
     if not candidates:
         return Found("none", method="input", note="no run was started by the attempt")
     try:
-        saved = _json(lambda: client.task_input(job.task), cancelled)
+        # An Actor run directly has no saved input: its INPUT is the input sent.
+        saved = {} if job.actor else _json(lambda: client.task_input(job.task), cancelled)
     except Cancelled:
         raise
     except JobFailure as exc:

@@ -57,8 +57,13 @@ def encode_body(job_input: dict[str, Any]) -> bytes:
     return json.dumps(job_input, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def target_path(target: str, actor: bool) -> str:
+    """The API path of a task, or of an Actor run directly."""
+    return f"/v2/acts/{quote(target, safe='~')}" if actor else f"/v2/actor-tasks/{quote(target, safe='~')}"
+
+
 def build_request(job: Job, base_url: str = DEFAULT_BASE_URL) -> RunRequest:
     query = build_query(job)
-    path = f"/v2/actor-tasks/{quote(job.task, safe='~')}/{job.endpoint}"
+    path = f"{target_path(job.task, job.actor)}/{job.endpoint}"
     url = base_url.rstrip("/") + path + (f"?{urlencode(query)}" if query else "")
     return RunRequest(job, "POST", url, job.endpoint, query, encode_body(job.input))

@@ -17,16 +17,19 @@ from apify_jobs.model import INPUT_LIMIT_BYTES
 
 
 @route("POST", "/v2/actor-tasks/{task}/{endpoint}")
+@route("POST", "/v2/acts/{actor}/{endpoint}")
 def run_sync(handler: Handler, request: Request) -> None:
+    """A task's run-sync, or an Actor's (its ID or name takes the place of the task's in scripts and counts)."""
     endpoint = request.params["endpoint"]
     if endpoint not in ("run-sync", "run-sync-get-dataset-items"):
         handler.error(404, "page-not-found", f"Page not found: POST {request.path}")
         return
     state = handler.state
-    task = request.params["task"].replace("/", "~", 1)
+    task = (request.params.get("task") or request.params["actor"]).replace("/", "~", 1)
     with state.lock:
         state.per_task[task] = number = state.per_task.get(task, 0) + 1
-        state.requests.append({"kind": "run-sync", "task": task, "endpoint": endpoint, "query": request.query,
+        state.requests.append({"kind": "run-sync", "task": task, "actor": "actor" in request.params,
+                               "endpoint": endpoint, "query": request.query,
                                "body": request.body, "headers": request.headers, "number": number})
         state.in_flight += 1
         state.max_in_flight = max(state.max_in_flight, state.in_flight)
@@ -128,7 +131,8 @@ def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Reque
               items=list(behaviour.items) if behaviour.items is not None else [echo],
               user_agent=request.headers.get("User-Agent"), body_bytes=behaviour.body_bytes,
               generated_items=behaviour.generated_items,
-              listed_from=time.monotonic() + handler.state.script.platform.listing_delay)
+              listed_from=time.monotonic() + handler.state.script.platform.listing_delay,
+              actor="actor" in request.params)
     with handler.state.lock:
         handler.state.runs.append(run)
     return run

@@ -15,12 +15,14 @@ def _flag(value: str | None) -> bool:
 
 
 @route("GET", "/v2/actor-tasks/{task}/runs")
+@route("GET", "/v2/acts/{actor}/runs")
 def list_runs(handler: Handler, request: Request) -> None:
     state = handler.state
     state.record_lookup("list-runs", request.path, request.query, request.headers)
     if handler.scripted_failure("list-runs"):
         return
-    task = request.params["task"].replace("/", "~", 1)
+    actor = "actor" in request.params
+    task = (request.params.get("task") or request.params["actor"]).replace("/", "~", 1)
     try:
         offset = max(int(request.query.get("offset", 0)), 0)
         limit = min(max(int(request.query.get("limit", LIST_LIMIT)), 1), LIST_LIMIT)
@@ -30,7 +32,7 @@ def list_runs(handler: Handler, request: Request) -> None:
     desc = _flag(request.query.get("desc"))
     visible_from = time.monotonic()
     with state.lock:
-        runs = [r for r in state.runs if r.task == task and r.listed_from <= visible_from]
+        runs = [r for r in state.runs if r.task == task and r.actor == actor and r.listed_from <= visible_from]
     if desc:
         runs.reverse()
     if state.script.platform.listing_ignores_offset:

@@ -33,6 +33,7 @@ class Run:
     listed_from: float = 0.0  # monotonic time from which the listing shows it
     body_bytes: int | None = None  # a large generated output (`bodyBytes`), made on the fly, never held
     generated_items: int | None = None  # a large generated dataset (`generatedItems`), made on the fly
+    actor: bool = False  # started through /v2/acts/{actorId}/..., not a task
     finished_at: datetime | None = None
     finished: threading.Event = field(default_factory=threading.Event)
 
@@ -53,7 +54,8 @@ class Run:
         options = {"build": self.options.get("build", "latest"),
                    "timeoutSecs": int(float(self.options.get("timeout", 3600))),
                    "memoryMbytes": int(float(self.options.get("memory", 1024)))}
-        return {"id": self.id, "actId": "emulatedActor00001", "actorTaskId": self.task, "status": self.status,
+        return {"id": self.id, "actId": self.task if self.actor else "emulatedActor00001",
+                "actorTaskId": None if self.actor else self.task, "status": self.status,
                 "startedAt": iso(self.started_at), "finishedAt": iso(self.finished_at) if self.finished_at else None,
                 "buildId": "emulatedBuild0001", "buildNumber": "0.0.1",
                 "meta": {"origin": self.origin, "userAgent": self.user_agent if record_agent else None},

@@ -186,7 +186,10 @@ def _needs_references(doc: Document, job: Job, where: Path, raw: dict[str, Any],
     problems = []
     for key, value in raw.items():
         for name in sorted(expressions.needed_jobs(value)):
-            if key not in ("input", "options", "dataset"):
+            if key == "matrix":
+                problems.append(doc.problem(where + (key,), f"a matrix over ${{{{ needs.{name}... }}}} (a fan-out from "
+                                                            "an output) is not supported yet"))
+            elif key not in ("input", "options", "dataset"):
                 problems.append(doc.problem(where + (key,), f"${{{{ needs.{name}... }}}} may only stand in input, "
                                                             "options or dataset"))
             elif name not in job.needs:
@@ -287,6 +290,9 @@ def _resolve_job(
         fail(origin + ("options", "timeout"), f"timeout {timeout} is over {SYNC_WAIT_SECONDS} s: run-sync answers 408 "
              f"after {SYNC_WAIT_SECONDS} s while the run goes on (and is billed), and `follow: false` fails the job then",
              warning=True)
+    if ("task" in resolved) == ("actor" in resolved):
+        fail(where, "give exactly one of task (a saved task) and actor (an Actor, run with this input)"
+             if "task" in resolved else "missing required key 'task' (or 'actor', to run an Actor directly)")
     expect = _expectations(doc, resolved, own, where, fail)
     size = _json_size(job_input)
     if size is None:
@@ -298,7 +304,8 @@ def _resolve_job(
     return Job(
         name=name,
         file=doc.file,
-        task=_normalise_task(resolved["task"]),
+        task=_normalise_task(resolved.get("task") or resolved.get("actor") or ""),
+        actor="actor" in resolved,
         input=job_input,
         options=options,
         dataset=resolved.get("dataset"),

@@ -38,12 +38,12 @@ def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.E
     """Each attempt's run (by attempt ID), looked up in its task's listing; attempts that started none are
     simply absent."""
     found: dict[str, Listed] = {}
-    by_task: dict[str, list[Attempt]] = defaultdict(list)
+    by_task: dict[tuple[str, bool], list[Attempt]] = defaultdict(list)
     for attempt in attempts:
-        by_task[attempt.task].append(attempt)
-    for task, of_task in by_task.items():
+        by_task[(attempt.task, attempt.actor)].append(attempt)
+    for (task, actor), of_task in by_task.items():
         for look in range(2):
-            _look(client, task, [a for a in of_task if a.id not in found], found, cancelled)
+            _look(client, task, actor, [a for a in of_task if a.id not in found], found, cancelled)
             certain = [a for a in of_task if a.id not in found and a.started_run]
             pause = LOOK_AGAIN_AFTER if look_again_after is None else look_again_after
             if not certain or look or cancelled.wait(pause):
@@ -51,7 +51,7 @@ def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.E
     return found
 
 
-def _look(client: ApiClient, task: str, wanted: list[Attempt], found: dict[str, Listed],
+def _look(client: ApiClient, task: str, actor: bool, wanted: list[Attempt], found: dict[str, Listed],
           cancelled: threading.Event) -> None:
     if not wanted:
         return
@@ -60,7 +60,7 @@ def _look(client: ApiClient, task: str, wanted: list[Attempt], found: dict[str, 
     earliest = min(a.sent_at for a in wanted)
     for page_number in range(MAX_PAGES):
         def call(offset: int = page_number * PAGE) -> tuple[dict[str, str], list[Any]]:
-            with client.list_runs(task, offset=offset, limit=PAGE, desc=True) as answer:
+            with client.list_runs(task, offset=offset, limit=PAGE, desc=True, actor=actor) as answer:
                 items = answer.json()["data"]["items"]
                 return answer.headers, items if isinstance(items, list) else []
         headers, page = call_patiently(call, cancelled, LOOKUP_POLICY)

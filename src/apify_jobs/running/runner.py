@@ -57,7 +57,7 @@ class RunContext:
 
 def new_result(job: Job, request: RunRequest) -> JobResult:
     return JobResult(name=job.name, task=job.task, file=job.file, endpoint=request.endpoint,
-                     query=dict(request.query), input_sha256=request.input_sha256)
+                     query=dict(request.query), input_sha256=request.input_sha256, actor=job.actor)
 
 
 def decided(job: Job, base_url: str, status: Status, message: str, error_type: str | None = None) -> JobResult:
@@ -96,7 +96,7 @@ def run_job(job: Job, context: RunContext) -> JobResult:
             result.output = writer.commit()
 
     def attempt(number: int) -> None:
-        sent = context.attempts.new(job.name, job.task, number)
+        sent = context.attempts.new(job.name, job.task, number, job.actor)
         result.attempt_ids.append(sent.id)
         log.info("%s: attempt %d: %s %s (attempt ID %s)", job.name, number, request.method, request.url, sent.id)
         try:
@@ -137,7 +137,8 @@ def facts_of(result: JobResult, context: RunContext) -> dict[str, Any]:
         ids = earlier.get("attemptIds") or []
         if earlier.get("runId") or not ids:
             return earlier
-        attempts = [Attempt(attempt_id, result.name, result.task, n, sent_at=0.0) for n, attempt_id in enumerate(ids)]
+        attempts = [Attempt(attempt_id, result.name, result.task, n, result.actor, sent_at=0.0)
+                    for n, attempt_id in enumerate(ids)]
         found = find_runs(context.client, attempts, context.cancelled)
         return listed_facts(found[ids[-1]]).to_dict() if ids[-1] in found else earlier
     if result.run is None and result.attempt_ids:

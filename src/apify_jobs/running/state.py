@@ -47,7 +47,8 @@ def state_path(out_dir: str) -> str:
 
 def request_key(result: JobResult) -> str:
     """The identity of the request as sent: `--resume` skips a job only when this is unchanged."""
-    text = json.dumps([result.task, result.endpoint, sorted(result.query.items()), result.input_sha256])
+    target = ["actor", result.task] if result.actor else result.task
+    text = json.dumps([target, result.endpoint, sorted(result.query.items()), result.input_sha256])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
