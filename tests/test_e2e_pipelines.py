@@ -142,3 +142,55 @@ def test_exactly_one_of_task_and_actor(cli, tmp_path: Path) -> None:
                                                       "  - {name: b, input: {}}\n"))
     assert code == 2 and "give exactly one of task" in err and "missing required key 'task' (or 'actor'" in err
     assert f"{tmp_path / 'jobs.yaml'}:3:5:" in err and f"{tmp_path / 'jobs.yaml'}:4:5:" in err
+
+
+# --- fan-out from an output -----------------------------------------------------------------------
+
+FAN_OUT = """
+concurrency: 4
+jobs:
+  - {name: list, task: me~list, expect: {nonEmpty: false}}
+  - name: each
+    task: me~each
+    needs: [list]
+    matrix: {url: "${{ needs.list.output[*].url }}"}
+    input: {url: "${{ matrix.url }}", fromRun: "${{ needs.list.runId }}"}
+  - {name: after, task: me~after, needs: [each]}
+"""
+
+
+def test_a_fan_out_expands_over_a_list_output(cli, emulator, tmp_path: Path) -> None:
+    urls = [{"url": "https://a.example/x"}, {"url": "https://b.example/y"}, {"url": "https://c.example/z"}]
+    server = emulator({"tasks": {"me~list": {"output": urls}}})
+    code, _, err = cli("run", job_file(tmp_path, FAN_OUT), "--out-dir", tmp_path / "out")
+    assert code == 0, err
+    [list_run] = [r for r in server.state.runs if r.task == "me~list"]
+    assert sorted(b["url"] for b in bodies(server, "me~each")) == [u["url"] for u in urls]
+    assert all(b["fromRun"] == list_run.id for b in bodies(server, "me~each"))
+    jobs = jobs_by_name(read_report(tmp_path / "out"))
+    assert sorted(jobs) == ["after", "each-https-a.example-x", "each-https-b.example-y", "each-https-c.example-z",
+                            "list"]
+    after = server.state.run_sync_requests("me~after")[0]
+    each_numbers = [r["number"] for r in server.state.run_sync_requests("me~each")]
+    assert len(each_numbers) == 3 and after  # `after` waited for every expansion
+    assert server.state.requests.index(after) > max(server.state.requests.index(r)
+                                                    for r in server.state.run_sync_requests("me~each"))
+
+
+def test_a_fan_out_over_zero_items_is_skipped_and_over_the_limit_fails(cli, emulator, tmp_path: Path) -> None:
+    server = emulator({"tasks": {"me~list": {"output": []}}})
+    code, _, _ = cli("run", job_file(tmp_path, FAN_OUT), "--out-dir", tmp_path / "out")
+    jobs = jobs_by_name(read_report(tmp_path / "out"))
+    assert code == 1 and jobs["each"]["status"] == "skipped" and "zero items" in jobs["each"]["error"]["message"]
+    assert bodies(server, "me~each") == [] and jobs["after"]["status"] == "skipped"
+    server.state.script.tasks["me~list"] = [type(server.state.script.default)(
+        output=[{"url": f"https://x.example/{i}"} for i in range(1001)])]
+    code, _, _ = cli("run", job_file(tmp_path, FAN_OUT), "--out-dir", tmp_path / "out2")
+    jobs = jobs_by_name(read_report(tmp_path / "out2"))
+    assert code == 1 and jobs["each"]["status"] == "failed" and "1,001 jobs, over the limit" in jobs["each"]["error"]["message"]
+    assert bodies(server, "me~each") == []
+
+
+def test_plan_says_a_fan_out_expands_later(cli, tmp_path: Path) -> None:
+    code, out, _ = cli("plan", job_file(tmp_path, FAN_OUT))
+    assert code == 0 and "fan-out: expands when list succeeds: one job per url from <from list.output[*].url>" in out

@@ -12,7 +12,7 @@ from apify_jobs.api.request import DEFAULT_BASE_URL, build_request
 from apify_jobs.cli_output import parse_vars, print_problems, print_safely
 from apify_jobs.outputs.destination import LocalFolder
 from apify_jobs.redaction import redact
-from apify_jobs.running.needs import deferred, uses_needs
+from apify_jobs.running.needs import deferred, describe_fan_out, uses_needs
 from apify_jobs.running.selection import still_standing
 from apify_jobs.running.state import State, StateError, state_path
 
@@ -56,6 +56,8 @@ def main(args: argparse.Namespace) -> int:
         if args.resume:
             shown = f"skip (succeeded {entry['succeededAt']}, output intact)" if entry["resume"] == "skip" else "run"
             lines.append(f"  resume: {shown}")
+        if job_by_name[entry["name"]].fan_out is not None:
+            lines.append(f"  fan-out: {describe_fan_out(job_by_name[entry['name']])}")
     print_safely(redact("\n".join(lines)))
     return 0
 

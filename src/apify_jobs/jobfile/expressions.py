@@ -52,7 +52,7 @@ class NeedsValues:
 class Context:
     """What expressions may refer to. A namespace set to None is unknown yet (``validate``): left as written."""
 
-    matrix: Mapping[str, Any] = field(default_factory=dict)
+    matrix: Mapping[str, Any] | None = field(default_factory=dict)  # None: a fan-out, known at run time
     vars: Mapping[str, Any] | None = None
     env: Mapping[str, str] | None = None
     needs: NeedsValues | None = None  # None until run time: `needs` expressions stay as written

@@ -186,10 +186,7 @@ def _needs_references(doc: Document, job: Job, where: Path, raw: dict[str, Any],
     problems = []
     for key, value in raw.items():
         for name in sorted(expressions.needed_jobs(value)):
-            if key == "matrix":
-                problems.append(doc.problem(where + (key,), f"a matrix over ${{{{ needs.{name}... }}}} (a fan-out from "
-                                                            "an output) is not supported yet"))
-            elif key not in ("input", "options", "dataset"):
+            if key not in ("input", "options", "dataset", "matrix"):
                 problems.append(doc.problem(where + (key,), f"${{{{ needs.{name}... }}}} may only stand in input, "
                                                             "options or dataset"))
             elif name not in job.needs:
@@ -202,10 +199,12 @@ def _needs_references(doc: Document, job: Job, where: Path, raw: dict[str, Any],
 
 
 def _matrix(doc: Document, raw: dict[str, Any], where: Path, problems: list[Problem],
-            budget: MatrixBudget) -> list[tuple[str, dict[str, Any]]]:
+            budget: MatrixBudget) -> list[tuple[str, dict[str, Any] | None]]:
     matrix = raw.get("matrix")
     if not matrix:
         return [(raw["name"], {})]
+    if any(isinstance(values, str) for values in matrix.values()):
+        return [(raw["name"], None)]  # a fan-out: one pending job until the needed output is there
     keys = list(matrix)
     count = math.prod(len(values) if isinstance(values, list) else 1 for values in matrix.values())
     limit, what = ((budget.per_job, "per job") if count > budget.per_job
@@ -215,10 +214,10 @@ def _matrix(doc: Document, raw: dict[str, Any], where: Path, problems: list[Prob
                                     f"{max(limit, 0):,} {what}; --max-jobs N raises it"))
         return []
     budget.used += count
-    combos = []
+    combos: list[tuple[str, dict[str, Any] | None]] = []
     seen: dict[str, dict[str, Any]] = {}
     for values in itertools.product(*(matrix[k] for k in keys)):
-        name = "-".join([raw["name"], *(_slug(v) for v in values)])
+        name = matrix_name(raw["name"], values)
         combo = dict(zip(keys, values, strict=False))
         if name in seen:
             problems.append(doc.problem(where + ("matrix",),
@@ -227,6 +226,11 @@ def _matrix(doc: Document, raw: dict[str, Any], where: Path, problems: list[Prob
         seen[name] = combo
         combos.append((name, combo))
     return combos
+
+
+def matrix_name(base: str, values: Iterable[Any]) -> str:
+    """A matrix job's name: the base, then each value slugified, in key order."""
+    return "-".join([base, *(_slug(v) for v in values)])
 
 
 def _slug(value: Any) -> str:
@@ -240,7 +244,7 @@ def _resolve_job(
     raw: dict[str, Any],
     where: Path,
     name: str,
-    matrix: dict[str, Any],
+    matrix: dict[str, Any] | None,
     context: Context,
     problems: list[Problem],
 ) -> Job | None:
@@ -316,6 +320,7 @@ def _resolve_job(
         follow=None if follow is False else float(follow.get("maxWait", FOLLOW_MAX_WAIT)),
         position=doc.position(where),
         expect=expect,
+        fan_out=dict(raw["matrix"]) if matrix is None else None,
     )
 
 

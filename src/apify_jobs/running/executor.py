@@ -14,7 +14,8 @@ from typing import Protocol
 
 from apify_jobs.model import Job, JobResult, Status, now
 from apify_jobs.reports.progress import Progress
-from apify_jobs.running.runner import RunContext, decided, run_job
+from apify_jobs.running.needs import NeedsValueFailed, expand
+from apify_jobs.running.runner import RunContext, decided, facts_of, run_job
 from apify_jobs.running.selection import Plan, Planned
 
 GRACE_SECONDS = 1.0  # after Ctrl-C, how long a job that is just finishing may still report success
@@ -58,7 +59,9 @@ class Executor:
         """Enough threads for the most jobs that can ever run at once (starting one per job is slower)."""
         per_file = [0] * len(self.plan.file_caps)
         for entry in self.plan.entries:
-            per_file[entry.file_index] += entry.result is None
+            # a fan-out may become as many jobs as its file lets run at once
+            per_file[entry.file_index] += self.plan.file_caps[entry.file_index] if entry.job.fan_out is not None \
+                else entry.result is None
         most = sum(min(count, cap) for count, cap in zip(per_file, self.plan.file_caps, strict=False))
         return max(1, min(most, self.plan.global_cap or most))
 
@@ -119,6 +122,12 @@ class Executor:
             if blocked is not None:
                 self._decide(entry, self._decided(job, Status.SKIPPED, f"needs {blocked.name}, which {blocked.status}"))
                 continue
+            if job.fan_out is not None:  # a matrix over a needed output: expanded, never run itself
+                if any(n.result is None for n in needs):
+                    waiting.append(entry)
+                else:
+                    waiting.extend(self._expand(entry, by_name))
+                continue
             full = (self._running_per_file[entry.file_index] >= self.plan.file_caps[entry.file_index]
                     or (self.plan.global_cap is not None and self._running >= self.plan.global_cap))
             if full or any(n.result is None for n in needs):
@@ -135,6 +144,35 @@ class Executor:
             self.progress.start(job.name)
             self._work_queue.put(entry)
         self._pending = waiting
+
+    def _expand(self, entry: Planned, by_name: dict[str, Planned]) -> list[Planned]:
+        """A fan-out's jobs take its place (and the place it had in other jobs' needs); those to run are returned."""
+        template = entry.job
+        try:
+            jobs = expand(template, self.context.finished, lambda result: facts_of(result, self.context), set(by_name))
+        except NeedsValueFailed as failure:
+            self._decide(entry, self._decided(template, Status.FAILED, failure.message, failure.error_type))
+            return []
+        if not jobs:
+            self._decide(entry, self._decided(template, Status.SKIPPED, f"the fan-out is over zero items (from "
+                                                                        f"{', '.join(template.needs)}); nothing to run"))
+            return []
+        next_seq = max(e.seq for e in self.plan.entries) + 1
+        children = [Planned(job, entry.file_index, next_seq + n) for n, job in enumerate(jobs)]
+        at = self.plan.entries.index(entry)
+        self.plan.entries[at:at + 1] = children
+        del by_name[template.name]
+        for child in children:
+            by_name[child.job.name] = child
+        for other in self.plan.entries:
+            if template.name in other.job.needs:
+                other.job.needs = [n for n in other.job.needs if n != template.name] + [c.job.name for c in children]
+        self.progress.total += len(children) - 1
+        for child in children:
+            earlier = self.context.resume_check(child.job) if self.context.resume_check else None
+            if earlier is not None:
+                self._decide(child, earlier)
+        return [child for child in children if child.result is None]
 
     def _no_slot_left(self) -> bool:
         if self.plan.global_cap is not None and self._running >= self.plan.global_cap:
@@ -200,5 +238,5 @@ class Executor:
         self.context.finished[entry.job.name] = result
         self.progress.finish(result)
 
-    def _decided(self, job: Job, status: Status, message: str) -> JobResult:
-        return decided(job, self.context.base_url, status, message)
+    def _decided(self, job: Job, status: Status, message: str, error_type: str | None = None) -> JobResult:
+        return decided(job, self.context.base_url, status, message, error_type)

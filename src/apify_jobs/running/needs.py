@@ -47,14 +47,68 @@ def resolved(job: Job, finished: dict[str, JobResult], facts: Any) -> Job:
     return job
 
 
+FAN_OUT_LIMIT = 1_000  # jobs one fan-out may expand to, as for a static matrix
+
+
+def expand(job: Job, finished: dict[str, JobResult], facts: Any, taken: set[str]) -> list[Job]:
+    """A fan-out job's jobs, once its needs succeeded: one per combination of the matrix's lists (a needed
+    output's list among them), named as matrix jobs are. Raises NeedsValueFailed (nothing is sent) when a
+    value is not a list, the count is over the limit, or a name is taken."""
+    import itertools
+    import math
+
+    from apify_jobs.jobfile.resolve import matrix_name
+
+    assert job.fan_out is not None
+    context = Context(needs=_Runtime(job, finished, facts))
+    lists: dict[str, list[Any]] = {}
+    for key, values in job.fan_out.items():
+        try:
+            value = expressions.substitute(values, context) if isinstance(values, str) else values
+        except ExpressionError as error:
+            raise NeedsValueFailed(f"{error}; not sent") from None
+        if not isinstance(value, list):
+            raise NeedsValueFailed(f"{job.name}: matrix.{key} must be a list to fan out over, but {values} is "
+                                   f"{_kind(value)}; not sent")
+        lists[key] = value
+    count = math.prod(len(values) for values in lists.values())
+    if count > FAN_OUT_LIMIT:
+        raise NeedsValueFailed(f"{job.name}: the fan-out expands to {count:,} jobs, over the limit of "
+                               f"{FAN_OUT_LIMIT:,}; nothing sent")
+    jobs = []
+    for values in itertools.product(*lists.values()):
+        combo = dict(zip(lists, values, strict=True))
+        name = matrix_name(job.name, values)
+        if name in taken:
+            raise NeedsValueFailed(f"{job.name}: the fan-out names two jobs '{name}' (values {combo}); nothing sent")
+        taken.add(name)
+        matrix = Context(matrix=combo)
+        try:
+            jobs.append(replace(job, name=name, fan_out=None, input=expressions.substitute_all(job.input, matrix),
+                                options=expressions.substitute_all(job.options, matrix),
+                                dataset=expressions.substitute_all(job.dataset, matrix),
+                                output=expressions.substitute_all(job.output, matrix), needs=list(job.needs)))
+        except ExpressionError as error:
+            raise NeedsValueFailed(f"{name}: {error}; not sent") from None
+    return jobs
+
+
 def _substituted(job: Job, values: NeedsValues) -> Job:
-    context = Context(needs=values)
+    context = Context(matrix=None, needs=values)  # a fan-out's `matrix` values are filled in when it expands
     try:
         return replace(job, input=expressions.substitute_all(job.input, context),
                        options=expressions.substitute_all(job.options, context),
                        dataset=expressions.substitute_all(job.dataset, context) if job.dataset is not None else None)
     except ExpressionError as error:
         raise NeedsValueFailed(f"{error}; not sent") from None
+
+
+def describe_fan_out(job: Job) -> str:
+    """How `plan` shows a fan-out before its needs ran."""
+    assert job.fan_out is not None
+    over = ", ".join(f"{key} from {expressions.substitute(v, Context(needs=_Shown()))}" if isinstance(v, str)
+                     else f"{key} in {json.dumps(v)}" for key, v in job.fan_out.items())
+    return f"expands when {', '.join(job.needs)} succeed{'s' * (len(job.needs) == 1)}: one job per {over}"
 
 
 class _Shown(NeedsValues):
