@@ -194,3 +194,17 @@ def test_a_fan_out_over_zero_items_is_skipped_and_over_the_limit_fails(cli, emul
 def test_plan_says_a_fan_out_expands_later(cli, tmp_path: Path) -> None:
     code, out, _ = cli("plan", job_file(tmp_path, FAN_OUT))
     assert code == 0 and "fan-out: expands when list succeeds: one job per url from <from list.output[*].url>" in out
+
+
+def test_plan_resume_shows_the_real_values_once_the_needed_output_is_in_the_state(cli, emulator, tmp_path: Path) -> None:
+    urls = [{"url": "https://a.example/x"}, {"url": "https://b.example/y"}]
+    emulator({"tasks": {"me~list": {"output": urls}}})
+    path, out = job_file(tmp_path, FAN_OUT), tmp_path / "out"
+    code, before, _ = cli("plan", path, "--out-dir", out, "--resume", "--json")
+    assert code == 0 and [p["name"] for p in json.loads(before)] == ["list", "each", "after"]
+    assert cli("run", path, "--out-dir", out, "--only", "list")[0] == 0
+    code, after, _ = cli("plan", path, "--out-dir", out, "--resume", "--json")
+    planned = {p["name"]: p for p in json.loads(after)}
+    assert planned["list"]["resume"] == "skip"
+    assert planned["each-https-a.example-x"]["body"]["url"] == "https://a.example/x"
+    assert planned["each-https-b.example-y"]["resume"] == "run" and "each" not in planned

@@ -10,10 +10,11 @@ from typing import Any
 from apify_jobs import jobfile
 from apify_jobs.api.request import DEFAULT_BASE_URL, build_request
 from apify_jobs.cli_output import parse_vars, print_problems, print_safely
+from apify_jobs.model import Job, JobResult
 from apify_jobs.outputs.destination import LocalFolder
 from apify_jobs.redaction import redact
-from apify_jobs.running.needs import deferred, describe_fan_out, uses_needs
-from apify_jobs.running.selection import still_standing
+from apify_jobs.running.needs import NeedsValueFailed, deferred, describe_fan_out, expand, resolved, uses_needs
+from apify_jobs.running.selection import resumed_result, still_standing
 from apify_jobs.running.state import State, StateError, state_path
 
 
@@ -23,10 +24,13 @@ def main(args: argparse.Namespace) -> int:
     base_url = os.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL
     destination = LocalFolder(args.out_dir)
     state = _state(args.out_dir) if args.resume else None
+    # With --resume, jobs whose needs have intact outputs in the state are shown with the real values.
+    standing = {job.name: resumed for job_file in job_files for job in job_file.jobs
+                if state and (resumed := resumed_result(job, state, destination, base_url)) is not None}
     planned = []
+    shown_jobs: dict[str, Job] = {}
     for job_file in job_files:
-        for job in job_file.jobs:
-            job = deferred(job) if uses_needs(job) else job  # values from needed jobs: <from list.output…>
+        for job in [shown for listed in job_file.jobs for shown in _as_planned(listed, standing)]:
             request = build_request(job, base_url)
             entry: dict[str, Any] = {
                 "name": job.name,
@@ -36,6 +40,7 @@ def main(args: argparse.Namespace) -> int:
                 "output": destination.planned(job),
                 "expect": job.expect.to_dict(),
             }
+            shown_jobs[job.name] = job
             if args.resume:
                 earlier = still_standing(job, state, destination, base_url) if state else None
                 entry["resume"] = "skip" if earlier else "run"
@@ -43,7 +48,6 @@ def main(args: argparse.Namespace) -> int:
             planned.append(entry)
     if state is not None:
         state.close()
-    job_by_name = {job.name: job for job_file in job_files for job in job_file.jobs}
     # Secrets (`${{ secrets.NAME }}`) are masked in what plan shows, Base64 of webhooks included.
     if args.json:
         print_safely(redact(json.dumps(planned, ensure_ascii=False, indent=2)))
@@ -52,14 +56,32 @@ def main(args: argparse.Namespace) -> int:
     for entry in planned:
         lines += [f"{entry['name']}", f"  {entry['method']} {entry['url']}",
                   f"  body:   {json.dumps(entry['body'], ensure_ascii=False)}", f"  output: {entry['output']}",
-                  f"  expect: {job_by_name[entry['name']].expect.describe()}"]
+                  f"  expect: {shown_jobs[entry['name']].expect.describe()}"]
         if args.resume:
             shown = f"skip (succeeded {entry['succeededAt']}, output intact)" if entry["resume"] == "skip" else "run"
             lines.append(f"  resume: {shown}")
-        if job_by_name[entry["name"]].fan_out is not None:
-            lines.append(f"  fan-out: {describe_fan_out(job_by_name[entry['name']])}")
+        if shown_jobs[entry["name"]].fan_out is not None:
+            lines.append(f"  fan-out: {describe_fan_out(shown_jobs[entry['name']])}")
     print_safely(redact("\n".join(lines)))
     return 0
+
+
+def _as_planned(job: Job, standing: dict[str, JobResult]) -> list[Job]:
+    """The job as it would be sent: with the values of its needs where the state has their intact outputs
+    (a fan-out expanded), else with those values shown as `<from …>`. No network: run IDs come from the state."""
+    if job.fan_out is None and not uses_needs(job):
+        return [job]
+    if all(need in standing for need in job.needs):
+        try:
+            jobs = expand(job, standing, _earlier, set()) if job.fan_out is not None else [job]
+            return [resolved(each, standing, _earlier) if uses_needs(each) else each for each in jobs]
+        except NeedsValueFailed:
+            pass
+    return [deferred(job)]
+
+
+def _earlier(result: JobResult) -> dict[str, Any]:
+    return result.previous or {}
 
 
 def _state(out_dir: str) -> State | None:
