@@ -121,3 +121,26 @@ def test_every_client_endpoint_conforms() -> None:
     assert len(responses.calls) == len(calls)
     for call in responses.calls:
         SPEC.validate_request(RequestsOpenAPIRequest(call.request))
+
+
+@pytest.mark.parametrize("spec", [
+    {"name": "actor-record", "actor": "janedoe/web-scraper", "input": {"q": 1}, "options": EVERY_OPTION},
+    {"name": "actor-items", "actor": "HG7ML7M8z78YcAPEB", "options": {k: v for k, v in EVERY_OPTION.items()
+                                                                    if k != "outputRecordKey"}, "dataset": DATASET},
+])
+@responses.activate
+def test_actor_requests_conform_too(tmp_path: Path, spec: dict) -> None:
+    """An Actor run directly: its run-sync paths and its run listing (the canonical /v2/actors/ prefix)."""
+    from apify_jobs.api.client import ApiClient
+
+    responses.post(re.compile(BASE + r"/v2/actors/.*"), body=b'[{"a": 1}]' if "dataset" not in spec or
+                   spec["dataset"]["format"] != "csv" else b"a\n1\n", status=201, content_type="application/json")
+    job = make_job(tmp_path, spec)
+    result = run_job(job, RunContext(ApiClient("token", base_url=BASE), LocalFolder(str(tmp_path / "out"))))
+    assert result.status == "succeeded", result.error
+    responses.get(re.compile(BASE + r"/v2/actors/.*/runs"), json={"data": {"items": []}})
+    with ApiClient("token", base_url=BASE).list_runs(job.task, offset=0, limit=1000, desc=True, actor=True):
+        pass
+    for call in responses.calls:
+        SPEC.validate_request(RequestsOpenAPIRequest(call.request))
+    assert responses.calls[0].request.url.split("?")[0] == BASE + f"/v2/actors/{job.task}/{job.endpoint}"

@@ -123,7 +123,7 @@ def test_an_actor_job_runs_through_the_actor_endpoints(cli, emulator, tmp_path: 
     assert jobs["record"]["actor"] == "apify~web-scraper" and jobs["record"]["task"] is None
     assert jobs["record"]["runId"] in {r.id for r in server.state.runs}  # run facts from the Actor's run listing
     listings = {r["path"] for r in server.state.lookups_of("list-runs")}
-    assert listings == {"/v2/acts/apify~web-scraper/runs"}
+    assert listings == {"/v2/actors/apify~web-scraper/runs"}
 
 
 def test_an_actor_jobs_dropped_run_is_adopted_from_the_actors_runs(cli, emulator, tmp_path: Path) -> None:

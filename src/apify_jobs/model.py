@@ -81,7 +81,7 @@ class Job:
     position: tuple[int, int] = (1, 1)
     follow: float | None = FOLLOW_MAX_WAIT  # seconds to follow a run past 408; None: `follow: false`
     expect: Expectations = field(default_factory=Expectations)
-    actor: bool = False  # `task` holds an Actor's ID: /v2/acts/{actorId}/..., not /v2/actor-tasks/{actorTaskId}/...
+    actor: bool = False  # `task` holds an Actor's ID: /v2/actors/{actorId}/..., not /v2/actor-tasks/{actorTaskId}/...
     fan_out: dict[str, Any] | None = None  # a matrix over a needed job's output: expanded once that job succeeded
 
     @property

@@ -58,8 +58,9 @@ def encode_body(job_input: dict[str, Any]) -> bytes:
 
 
 def target_path(target: str, actor: bool) -> str:
-    """The API path of a task, or of an Actor run directly."""
-    return f"/v2/acts/{quote(target, safe='~')}" if actor else f"/v2/actor-tasks/{quote(target, safe='~')}"
+    """The API path of a task, or of an Actor run directly (`/v2/actors/`, the canonical prefix; the API
+    description calls `/v2/acts/` a deprecated alias)."""
+    return f"/v2/actors/{quote(target, safe='~')}" if actor else f"/v2/actor-tasks/{quote(target, safe='~')}"
 
 
 def build_request(job: Job, base_url: str = DEFAULT_BASE_URL) -> RunRequest:

@@ -17,7 +17,8 @@ from apify_jobs.model import INPUT_LIMIT_BYTES
 
 
 @route("POST", "/v2/actor-tasks/{task}/{endpoint}")
-@route("POST", "/v2/acts/{actor}/{endpoint}")
+@route("POST", "/v2/actors/{actor}/{endpoint}")
+@route("POST", "/v2/acts/{actor}/{endpoint}")  # the deprecated alias, as the API still serves it
 def run_sync(handler: Handler, request: Request) -> None:
     """A task's run-sync, or an Actor's (its ID or name takes the place of the task's in scripts and counts)."""
     endpoint = request.params["endpoint"]

@@ -15,7 +15,8 @@ def _flag(value: str | None) -> bool:
 
 
 @route("GET", "/v2/actor-tasks/{task}/runs")
-@route("GET", "/v2/acts/{actor}/runs")
+@route("GET", "/v2/actors/{actor}/runs")
+@route("GET", "/v2/acts/{actor}/runs")  # the deprecated alias
 def list_runs(handler: Handler, request: Request) -> None:
     state = handler.state
     state.record_lookup("list-runs", request.path, request.query, request.headers)
