@@ -189,9 +189,9 @@ def test_matrix_expansion_names_and_needs(write) -> None:
             needs: [maps]
         """)
     resolved = jobs(path)
-    assert list(resolved) == ["maps-prague-1", "maps-prague-2", "maps-s-o-paulo-1", "maps-s-o-paulo-2", "after"]
+    assert list(resolved) == ["maps-prague-1", "maps-prague-2", "maps-sao-paulo-1", "maps-sao-paulo-2", "after"]
     assert resolved["maps-prague-2"].input == {"q": "Prague", "n": 2, "label": "n=2"}
-    assert resolved["after"].needs == ["maps-prague-1", "maps-prague-2", "maps-s-o-paulo-1", "maps-s-o-paulo-2"]
+    assert resolved["after"].needs == ["maps-prague-1", "maps-prague-2", "maps-sao-paulo-1", "maps-sao-paulo-2"]
 
 
 def test_matrix_name_collision_is_an_error(write) -> None:

@@ -69,9 +69,29 @@ def configure_logging(verbose: bool) -> None:
     log.propagate = False
 
 
-def parse_vars(pairs: Iterable[str]) -> dict[str, Any]:
-    """``--var K=V`` gives the string V; ``--var K:=JSON`` gives a typed value (as in HTTPie)."""
+def _var_file(path: str) -> dict[str, Any]:
+    from apify_jobs.jobfile.yaml_loader import YamlError, load_file
+
+    try:
+        data = load_file(path).data
+    except YamlError as exc:
+        raise UsageError(f"--var-file: {exc.problem}") from None
+    except OSError as exc:
+        raise UsageError(f"--var-file {path}: {exc.strerror}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--var-file {path} must hold a mapping of names to values")
+    for name in data:
+        if not _VAR_NAME.match(str(name)):
+            raise UsageError(f"--var-file {path}: name {name!r} must be letters, digits and _, not starting with a digit")
+    return dict(data)
+
+
+def parse_vars(pairs: Iterable[str], files: Iterable[str] = ()) -> dict[str, Any]:
+    """``--var K=V`` gives the string V; ``--var K:=JSON`` gives a typed value (as in HTTPie); ``--var-file``
+    a YAML or JSON mapping of typed values, which ``--var`` overrides."""
     variables: dict[str, Any] = {}
+    for path in files:
+        variables.update(_var_file(path))
     for pair in pairs:
         typed = re.match(r"^([^=:]+):=(.*)$", pair, re.S)
         if typed:

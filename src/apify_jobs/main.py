@@ -14,7 +14,7 @@ from apify_jobs.errors import ApifyJobsError, JobFileError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apify-jobs", description="Run checked-in YAML job files on Apify.")
     parser.add_argument("--version", action="version", version=f"apify-jobs {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def with_paths(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("paths", nargs="+", metavar="PATH", help="job files or folders (*.yaml, *.yml, recursively)")
@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     def with_vars(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--var", action="append", default=[], metavar="K=V",
                          help="define ${{ vars.K }}: K=V for a string, K:=JSON for a typed value (repeatable)")
+        sub.add_argument("--var-file", action="append", default=[], metavar="FILE",
+                         help="define vars from a YAML or JSON mapping (repeatable; --var wins)")
 
     validate = commands.add_parser("validate", help="check job files; never needs a token")
     with_paths(validate)
@@ -79,7 +81,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _streams_exist()
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `apify-jobs`: the help, and the usage error's status
+        parser.print_help(sys.stderr)
+        return 2
     try:
         if args.command == "validate":
             from apify_jobs.commands import validate as command

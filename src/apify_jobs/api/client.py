@@ -292,4 +292,9 @@ class ApiClient:
             body = b""
         finally:
             answer.close()
-        raise classify(response.status_code, body, response.headers)
+        failure = classify(response.status_code, body, response.headers)
+        if failure.http_status == 404:  # a wrong base URL or name must be obvious from the message
+            failure.message = (f"HTTP 404 for {method} {urlsplit(url).path}: {failure.message}; check the task or "
+                               "Actor name and APIFY_API_BASE_URL")
+            failure.args = (failure.message,)
+        raise failure

@@ -29,7 +29,8 @@ from apify_jobs.running.runner import RunContext
 from apify_jobs.running.selection import Plan, parse_shard, resume, resumed_result, select
 from apify_jobs.running.state import State
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_SIGNALLED = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report it
 
 
 def main(args: argparse.Namespace) -> int:
@@ -37,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--concurrency must be at least 1")
     shard = parse_shard(args.shard)
     environ = dict(os.environ)
-    job_files, warnings = jobfile.load(args.paths, parse_vars(args.var), environ, args.max_jobs)
+    job_files, warnings = jobfile.load(args.paths, parse_vars(args.var, args.var_file), environ, args.max_jobs)
     if not args.quiet:
         print_problems(warnings)
     plan = select(job_files, args.only, shard, args.concurrency, args.fail_fast)
@@ -92,7 +93,7 @@ def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destina
     if executor.interrupted:
         print_safely(interrupted_runs(going, args.abort_on_interrupt), sys.stderr)
         print_safely("apify-jobs: interrupted; report written to " + report_path, sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_SIGNALLED[executor.signal]
     return EXIT_OK if written and all(r.succeeded for r in results) else EXIT_FAILED
 
 
@@ -194,7 +195,8 @@ def _interrupts(executor: Executor) -> Iterator[None]:
 
     def handle(signum: int, frame: Any) -> None:
         if executor.interrupted:
-            os._exit(EXIT_INTERRUPTED)
+            os._exit(EXIT_SIGNALLED[executor.signal])
+        executor.signal = signal.Signals(signum)
         executor.interrupt()
 
     if threading.current_thread() is not threading.main_thread():

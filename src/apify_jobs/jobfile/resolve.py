@@ -93,9 +93,14 @@ def load(
     documents: list[Document] = []
     for file in files:
         try:
-            documents.append(load_file(file))
+            document = load_file(file)
         except YamlError as exc:
             problems.append(exc.problem)
+            continue
+        if document.data is None:
+            problems.append(Problem(file, 1, 1, "the file is empty; a job file starts with `version: 1` and `jobs:`"))
+            continue
+        documents.append(document)
     documents = _without_input_files(documents, explicit)
     context = Context(vars=variables, env=environ)
     job_files: list[JobFile] = []
@@ -234,8 +239,12 @@ def matrix_name(base: str, values: Iterable[Any]) -> str:
 
 
 def _slug(value: Any) -> str:
+    """A matrix value in a job name: letters transliterated (`Plzeň` → `plzen`, `São Paulo` → `sao-paulo`)."""
+    import unicodedata
+
     text = "true" if value is True else "false" if value is False else str(value)
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "x"
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9.]+", "-", ascii_text.lower()).strip("-.") or "x"
 
 
 def _resolve_job(
@@ -297,6 +306,11 @@ def _resolve_job(
     if ("task" in resolved) == ("actor" in resolved):
         fail(where, "give exactly one of task (a saved task) and actor (an Actor, run with this input)"
              if "task" in resolved else "missing required key 'task' (or 'actor', to run an Actor directly)")
+    retry_on = (resolved.get("retry") or {}).get("on")
+    if isinstance(retry_on, list) and "connection" not in retry_on:
+        origin = where if "on" in (own.get("retry") or {}) else ("defaults",)
+        fail(origin + ("retry", "on"), "retry.on leaves out connection: dropped connections will not be retried "
+             "(nor their runs looked for); add it unless that is what you mean", warning=True)
     expect = _expectations(doc, resolved, own, where, fail)
     size = _json_size(job_input)
     if size is None:
@@ -383,11 +397,22 @@ def _load_input_file(folder: str, relative: str, fail: Any) -> dict[str, Any]:
     target = _inside_folder(folder, relative, "inputFile ", fail)
     if target is None:
         return {}
-    try:
-        data = load_file(target).data
-    except YamlError as exc:
-        fail(f"inputFile: {exc.problem}")
-        return {}
+    if target.endswith(".json"):  # strict JSON: `01234` is an error there, not the number 1234
+        try:
+            with open(target, encoding="utf-8") as stream:
+                data = json.load(stream)
+        except OSError as exc:
+            fail(f"inputFile '{relative}': {exc.strerror}")
+            return {}
+        except ValueError as exc:
+            fail(f"inputFile '{relative}' is not valid JSON: {exc}")
+            return {}
+    else:
+        try:
+            data = load_file(target).data
+        except YamlError as exc:
+            fail(f"inputFile: {exc.problem}")
+            return {}
     if not isinstance(data, dict):
         fail(f"inputFile '{relative}' must hold a JSON object (a mapping)")
         return {}

@@ -72,7 +72,7 @@ def write_json(path: str, report: dict[str, Any]) -> None:
     write_file_whole(path, text.encode("utf-8") + b"\n")
 
 
-def write_junit(path: str, entries: list[dict[str, Any]]) -> None:
+def write_junit(path: str, entries: list[dict[str, Any]], wall_seconds: float | None = None) -> None:
     from xml.etree import ElementTree  # only with --junit
 
     def seconds(entry: dict[str, Any]) -> float:
@@ -83,11 +83,11 @@ def write_junit(path: str, entries: list[dict[str, Any]]) -> None:
         "failures": str(sum(e.get("status") == "failed" for e in entries)),
         "errors": "0",
         "skipped": str(sum(e.get("status") in ("skipped", "cancelled") for e in entries)),
-        "time": f"{sum(seconds(e) for e in entries):.3f}",
+        "time": f"{wall_seconds if wall_seconds is not None else sum(seconds(e) for e in entries):.3f}",
     })
     for entry in entries:
         case = ElementTree.SubElement(suite, "testcase", {
-            "classname": os.path.splitext(os.path.basename(str(entry.get("file", ""))))[0],
+            "classname": os.path.relpath(str(entry.get("file") or ".")),
             "name": str(entry.get("name")), "time": f"{seconds(entry):.3f}"})
         if entry.get("runId"):
             properties = ElementTree.SubElement(case, "properties")
@@ -112,4 +112,14 @@ def write(of: ReportOf, json_path: str | None, junit_path: str | None) -> None:
     if json_path:
         write_json(json_path, build(of))
     if junit_path:
-        write_junit(junit_path, of.entries)
+        write_junit(junit_path, of.entries, _wall_seconds(of))
+
+
+def _wall_seconds(of: ReportOf) -> float | None:
+    """The run's wall time (the suite's time in JUnit), from when it started to when it finished."""
+    from datetime import datetime
+
+    if not of.started_at or not of.finished_at:
+        return None
+    start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (of.started_at, of.finished_at))
+    return max((end - start).total_seconds(), 0.0)

@@ -8,6 +8,7 @@ requests at once instead of waiting for them (daemon threads do not hold the pro
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -38,6 +39,17 @@ class _NoJournal:
         pass
 
 
+def _stop_reason(result: JobResult) -> str:
+    """Why the batch stopped, and what to fix."""
+    if result.http_status == 401:
+        return "HTTP 401: the token was refused, and every other job would be too; check APIFY_TOKEN"
+    if result.http_status == 403:
+        return (f"HTTP 403: the token lacks permission for {result.task}, and the rest of the batch would likely "
+                "be refused too; check the token's permissions")
+    return (result.error.message if result.error else "the connection to the API cannot be set up") + \
+        "; every other job would fail the same way"
+
+
 class Executor:
     def __init__(self, plan: Plan, context: RunContext, progress: Progress,
                  run: Callable[[Job, RunContext], JobResult] = run_job, journal: Journal | None = None):
@@ -54,6 +66,7 @@ class Executor:
         self._work_queue: queue.SimpleQueue[Planned | None] = queue.SimpleQueue()
         self._pending: list[Planned] = []
         self.interrupted = False
+        self.signal = signal.SIGINT  # what interrupted the batch (SIGTERM: exit 143, not 130)
 
     def _workers(self) -> int:
         """Enough threads for the most jobs that can ever run at once (starting one per job is slower)."""
@@ -204,8 +217,7 @@ class Executor:
             self.context.finished[entry.job.name] = result
             if result.status is Status.FAILED:
                 if result.error is not None and result.error.stops_batch:
-                    self._stop_all = (f"not sent: {entry.job.name} was refused with HTTP {result.http_status} "
-                                      "and every other job would be too; check APIFY_TOKEN")
+                    self._stop_all = f"not sent: {entry.job.name} failed ({_stop_reason(result)})"
                 elif self.plan.fail_fast_all:
                     self._stop_all = f"not sent: {entry.job.name} failed and --fail-fast is on"
                 elif self.plan.file_fail_fast[entry.file_index]:

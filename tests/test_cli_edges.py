@@ -1,0 +1,107 @@
+"""The rough edges of the command line, each a small fix: help, signals, var files, strict JSON inputs,
+slugs, warnings, messages that say what to fix, JUnit's time and classname, a quiet success."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from xml.etree import ElementTree
+
+from tests.conftest import run_process
+from tests.helpers import job_file, jobs_by_name, read_report, until
+
+
+def test_bare_apify_jobs_prints_the_help_and_exits_2() -> None:
+    result = run_process()
+    assert result.returncode == 2 and "usage: apify-jobs" in result.stderr and "validate" in result.stderr
+
+
+def test_sigterm_exits_143_and_sigint_130(emulator, tmp_path: Path) -> None:
+    server = emulator({"default": {"latency": 30}})
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n")
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        before = len(server.state.requests)
+        process = subprocess.Popen([sys.executable, "-m", "apify_jobs", "run", str(path), "--out-dir",
+                                    str(tmp_path / f"out{code}"), "--no-run-facts"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        assert until(lambda: len(server.state.requests) > before)
+        process.send_signal(sig)
+        process.communicate(timeout=30)
+        assert process.returncode == code
+
+
+def test_var_file_gives_typed_values_and_var_wins(cli, tmp_path: Path) -> None:
+    (tmp_path / "vars.yaml").write_text("mem: 2048\nzip: '01234'\ncity: Brno\n")
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, options: {memory: '${{ vars.mem }}'}, "
+                              "input: {zip: '${{ vars.zip }}', city: '${{ vars.city }}'}}\n")
+    code, out, err = cli("plan", path, "--var-file", tmp_path / "vars.yaml", "--var", "city=Plzeň", "--json")
+    [planned] = json.loads(out)
+    assert code == 0 and "memory=2048" in planned["url"] and planned["body"] == {"zip": "01234", "city": "Plzeň"}
+
+
+def test_a_json_input_file_is_strict_json(cli, tmp_path: Path) -> None:
+    (tmp_path / "in.json").write_text('{"zip": 01234}')
+    code, _, err = cli("validate", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, inputFile: in.json}\n"))
+    assert code == 2 and "inputFile 'in.json' is not valid JSON" in err
+
+
+def test_matrix_slugs_transliterate(cli, tmp_path: Path) -> None:
+    path = job_file(tmp_path, "jobs:\n  - {name: m, task: me~t, matrix: {city: [Plzeň, São Paulo, Zürich]}}\n")
+    code, out, _ = cli("plan", path, "--json")
+    assert code == 0 and [p["name"] for p in json.loads(out)] == ["m-plzen", "m-sao-paulo", "m-zurich"]
+
+
+def test_retry_on_without_connection_is_allowed_but_warned_about(cli, tmp_path: Path) -> None:
+    code, _, err = cli("validate", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, retry: {on: [rate-limit]}}\n"))
+    assert code == 0 and "warning: retry.on leaves out connection" in err
+
+
+def test_an_empty_file_says_so(cli, tmp_path: Path) -> None:
+    (tmp_path / "empty.yaml").write_text("")
+    code, _, err = cli("validate", tmp_path / "empty.yaml")
+    assert code == 2 and "the file is empty" in err and "null" not in err
+
+
+def test_a_404_names_the_path_and_the_servers_message(cli, emulator, tmp_path: Path, monkeypatch) -> None:
+    server = emulator()
+    monkeypatch.setenv("APIFY_API_BASE_URL", server.url + "/wrong-prefix")
+    code, _, _ = cli("run", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), "--out-dir", tmp_path / "out",
+                     "--no-run-facts")
+    message = jobs_by_name(read_report(tmp_path / "out"))["a"]["error"]["message"]
+    assert code == 1 and "HTTP 404 for POST /wrong-prefix/v2/actor-tasks/me~t/run-sync" in message
+    assert "Page not found" in message and "APIFY_API_BASE_URL" in message
+
+
+def test_a_403_says_the_token_lacks_permission_for_the_task(cli, emulator, tmp_path: Path) -> None:
+    server = emulator({"default": {"respond": "status", "status": 403, "errorType": "insufficient-permissions"}})
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n  - {name: b, task: me~u}\n")
+    code, _, _ = cli("run", path, "--out-dir", tmp_path / "out", "--concurrency", "1", "--no-run-facts")
+    b = jobs_by_name(read_report(tmp_path / "out"))["b"]
+    assert code == 1 and len(server.state.requests) == 1
+    assert "the token lacks permission for me~t" in b["error"]["message"]
+
+
+def test_junit_time_is_the_runs_wall_time_and_classname_the_files_path(cli, emulator, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    emulator({"default": {"latency": 0.3}})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "jobs").mkdir()
+    path = job_file(tmp_path / "jobs", "concurrency: 3\njobs:\n" + "".join(f"  - {{name: j{i}, task: me~t}}\n"
+                                                                           for i in range(3)))
+    started = time.monotonic()
+    assert cli("run", path, "--out-dir", "out", "--junit", "junit.xml", "--no-run-facts")[0] == 0
+    wall = time.monotonic() - started
+    suite = ElementTree.parse(tmp_path / "junit.xml").getroot().find("testsuite")
+    assert 0.3 <= float(suite.get("time")) <= wall  # not the 0.9 s the three parallel jobs add up to
+    assert {case.get("classname") for case in suite.iter("testcase")} == {"jobs/jobs.yaml"}
+
+
+def test_quiet_with_every_job_succeeded_prints_nothing(cli, emulator, tmp_path: Path) -> None:
+    emulator()
+    code, out, err = cli("run", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), "--out-dir",
+                         tmp_path / "out", "-q", "--no-run-facts")
+    assert code == 0 and out == "" and err == ""
