@@ -105,3 +105,18 @@ def test_quiet_with_every_job_succeeded_prints_nothing(cli, emulator, tmp_path: 
     code, out, err = cli("run", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), "--out-dir",
                          tmp_path / "out", "-q", "--no-run-facts")
     assert code == 0 and out == "" and err == ""
+
+
+def test_discovery_skips_hidden_folders_and_excluded_globs_and_warns_of_other_yaml(cli, tmp_path: Path) -> None:
+    (tmp_path / "repo" / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / "repo" / ".github" / "workflows" / "ci.yaml").write_text("on: push\njobs: {build: {}}\n")
+    (tmp_path / "repo" / "jobs" / "drafts").mkdir(parents=True)
+    (tmp_path / "repo" / "jobs" / "a.yaml").write_text("version: 1\njobs:\n  - {name: a, task: me~t}\n")
+    (tmp_path / "repo" / "jobs" / "drafts" / "broken.yaml").write_text("version: 1\njobs: nonsense\n")
+    (tmp_path / "repo" / "jobs" / "mkdocs.yml").write_text("site_name: docs\n")
+    code, out, err = cli("validate", tmp_path / "repo", "--exclude", "drafts")
+    assert code == 0 and "ok: 1 job in 1 file" in out
+    assert f"{tmp_path / 'repo' / 'jobs' / 'mkdocs.yml'}:1:1: warning: not a job file" in err
+    assert ".github" not in err and "broken" not in err
+    code, _, err = cli("validate", tmp_path / "repo" / "jobs" / "mkdocs.yml")  # named explicitly: an error
+    assert code == 2 and "missing required key" in err

@@ -18,6 +18,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def with_paths(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("paths", nargs="+", metavar="PATH", help="job files or folders (*.yaml, *.yml, recursively)")
+        sub.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                         help="leave out files and folders found in folders that match (repeatable)")
         sub.add_argument("--max-jobs", type=int, metavar="N",
                          help="let matrices expand to up to N jobs per job and per run (defaults 1,000 and 10,000)")
 

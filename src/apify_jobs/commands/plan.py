@@ -19,7 +19,8 @@ from apify_jobs.running.state import State, StateError, state_path
 
 
 def main(args: argparse.Namespace) -> int:
-    job_files, warnings = jobfile.load(args.paths, parse_vars(args.var, args.var_file), dict(os.environ), args.max_jobs)
+    job_files, warnings = jobfile.load(args.paths, parse_vars(args.var, args.var_file), dict(os.environ), args.max_jobs,
+                                          args.exclude)
     print_problems(warnings)
     base_url = os.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL
     destination = LocalFolder(args.out_dir)

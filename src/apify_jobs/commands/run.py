@@ -38,7 +38,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--concurrency must be at least 1")
     shard = parse_shard(args.shard)
     environ = dict(os.environ)
-    job_files, warnings = jobfile.load(args.paths, parse_vars(args.var, args.var_file), environ, args.max_jobs)
+    job_files, warnings = jobfile.load(args.paths, parse_vars(args.var, args.var_file), environ, args.max_jobs,
+                                          args.exclude)
     if not args.quiet:
         print_problems(warnings)
     plan = select(job_files, args.only, shard, args.concurrency, args.fail_fast)

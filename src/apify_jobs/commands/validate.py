@@ -12,7 +12,7 @@ from apify_jobs.errors import JobFileError
 
 def main(args: argparse.Namespace) -> int:
     try:
-        job_files, warnings = jobfile.load(args.paths, max_jobs=args.max_jobs)
+        job_files, warnings = jobfile.load(args.paths, max_jobs=args.max_jobs, exclude=args.exclude)
     except JobFileError as exc:
         print_problems(exc.problems)
         errors = sum(not p.warning for p in exc.problems)

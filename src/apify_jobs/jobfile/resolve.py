@@ -34,18 +34,27 @@ from apify_jobs.outputs.paths import UNKNOWN_EXTENSION, planned_output, reserved
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
 
 
-def discover(paths: Iterable[str]) -> tuple[list[str], list[Problem]]:
-    """Job files named on the command line: files as given, folders searched recursively, in sorted order."""
+def discover(paths: Iterable[str], exclude: Iterable[str] = ()) -> tuple[list[str], list[Problem]]:
+    """Job files named on the command line: files as given, folders searched recursively (hidden folders such
+    as .git and .github, and what ``exclude`` globs match, left out), in sorted order."""
+    import fnmatch
+
+    globs = list(exclude)
+
+    def excluded(path: str) -> bool:
+        return any(fnmatch.fnmatch(path, g) or fnmatch.fnmatch(os.path.basename(path), g) for g in globs)
+
     files: list[str] = []
     problems: list[Problem] = []
     for path in paths:
         if os.path.isdir(path):
-            found = sorted(
-                os.path.join(root, name)
-                for root, dirs, names in os.walk(path)
-                for name in names
-                if name.endswith(JOB_FILE_SUFFIXES) and not name.startswith(".")
-            )
+            found = []
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not excluded(os.path.join(root, d)))
+                found += [os.path.join(root, name) for name in names
+                          if name.endswith(JOB_FILE_SUFFIXES) and not name.startswith(".")
+                          and not excluded(os.path.join(root, name))]
+            found.sort()
             files.extend(found)
             if not found:
                 problems.append(Problem(path, 1, 1, "folder holds no *.yaml or *.yml job files"))
@@ -80,6 +89,7 @@ def load(
     variables: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     max_jobs: int | None = None,
+    exclude: Iterable[str] = (),
 ) -> tuple[list[JobFile], list[Problem]]:
     """Load, check and resolve job files. ``variables``/``environ`` None: `validate` (expressions stay).
     ``max_jobs`` raises the matrix limits (--max-jobs).
@@ -88,20 +98,27 @@ def load(
     """
     budget = MatrixBudget.raised_to(max_jobs)
     paths = list(paths)
-    files, problems = discover(paths)
+    files, problems = discover(paths, exclude)
     explicit = {os.path.normpath(p) for p in paths if os.path.isfile(p)}
     documents: list[Document] = []
     for file in files:
         try:
-            document = load_file(file)
+            documents.append(load_file(file))
         except YamlError as exc:
             problems.append(exc.problem)
-            continue
-        if document.data is None:
-            problems.append(Problem(file, 1, 1, "the file is empty; a job file starts with `version: 1` and `jobs:`"))
-            continue
-        documents.append(document)
-    documents = _without_input_files(documents, explicit)
+    jobs_documents = []
+    for document in _without_input_files(documents, explicit):
+        if document.file not in explicit and not _looks_like_jobs(document.data):
+            # found in a folder, and clearly something else (a config, a fixture): said, not refused
+            problems.append(Problem(document.file, 1, 1, "not a job file (no `version` and `jobs` keys); skipped; "
+                                                         "name it on the command line to check it as one",
+                                    warning=True))
+        elif document.data is None:
+            problems.append(Problem(document.file, 1, 1, "the file is empty; a job file starts with `version: 1` "
+                                                         "and `jobs:`"))
+        else:
+            jobs_documents.append(document)
+    documents = jobs_documents
     context = Context(vars=variables, env=environ)
     job_files: list[JobFile] = []
     for doc in documents:
@@ -116,6 +133,10 @@ def load(
     if any(not p.warning for p in problems):
         raise JobFileError(problems)
     return job_files, problems
+
+
+def _looks_like_jobs(data: Any) -> bool:
+    return isinstance(data, dict) and ("version" in data or "jobs" in data)
 
 
 def _broken_jobs(found: list[tuple[Path, Problem]]) -> set[int] | None:
