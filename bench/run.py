@@ -1,9 +1,10 @@
 """Benchmarks of apify-jobs, each run alternately with its baseline in the same session, reported as ratios.
 
-    python bench/run.py [--repeat N] [--only NAME ...] [--markdown]
+    python bench/run.py [--repeat N] [--only NAME ...]
 
 It starts the emulator (a separate process, fixed latency per benchmark), runs every benchmark and its
-baseline alternately N times, and prints medians, ratios and whether each goal holds. Machines here are
+baseline alternately N times, and prints medians, ratios and whether each goal holds, as a Markdown table
+(the README's). Machines here are
 shared and noisy: the ratios are the result, not the seconds. Exit status 1 if a goal does not hold.
 """
 

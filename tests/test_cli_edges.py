@@ -120,3 +120,26 @@ def test_discovery_skips_hidden_folders_and_excluded_globs_and_warns_of_other_ya
     assert ".github" not in err and "broken" not in err
     code, _, err = cli("validate", tmp_path / "repo" / "jobs" / "mkdocs.yml")  # named explicitly: an error
     assert code == 2 and "missing required key" in err
+
+
+def test_machine_output_of_run_plan_and_validate(cli, emulator, tmp_path: Path) -> None:
+    emulator()
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me/t, input: {q: 1}, options: {memory: 256}}\n"
+                              "  - {name: b, task: me~t, needs: [a]}\n")
+    code, out, _ = cli("run", path, "--out-dir", tmp_path / "out", "--json", "--no-run-facts")
+    assert code == 0 and json.loads(out) == {**read_report(tmp_path / "out"), "generatedAt": json.loads(out)["generatedAt"]}
+    code, out, _ = cli("plan", path, "--json")
+    a, b = json.loads(out)
+    assert a["task"] == "me~t" and a["query"] == {"memory": "256"} and a["file"] == str(path) and b["needs"] == ["a"]
+    assert len(a["inputSha256"]) == 64 and a["output"].endswith("a.*")
+    bad = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, options: {memory: 1000}}\n", "bad.yaml")
+    code, out, err = cli("validate", bad, "--format", "json")
+    [problem] = json.loads(out)
+    assert code == 2 and problem["line"] == 3 and problem["severity"] == "error" and "memory" in problem["message"]
+    code, out, err = cli("validate", bad, "--format", "github")
+    assert code == 2 and f"::error file={bad},line=3," in out and "1 problem found" in err
+
+
+def test_plan_errors_end_with_the_count(cli, tmp_path: Path) -> None:
+    code, _, err = cli("plan", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, input: {x: '${{ vars.nope }}'}}\n"))
+    assert code == 2 and err.strip().endswith("1 problem found")

@@ -84,7 +84,7 @@ def test_plan_undefined_var_exits_2(cli, write) -> None:
     path = write("j.yaml", "version: 1\njobs:\n  - {name: a, task: me~t, input: {q: '${{ vars.q }}'}}\n")
     code, out, err = cli("plan", path)
     assert code == 2 and out == ""
-    assert err.strip() == f"{path}:3:38: ${{{{ vars.q }}}} is not defined (pass --var q=VALUE)"
+    assert err.strip() == f"{path}:3:38: ${{{{ vars.q }}}} is not defined (pass --var q=VALUE)\n1 problem found"
 
 
 def test_plan_human_lists_each_request(cli) -> None:

@@ -33,8 +33,10 @@ def print_safely(text: str, stream: TextIO | None = None) -> bool:
         return False
 
 
-def print_problems(problems: Iterable[Problem]) -> None:
-    github = os.environ.get("GITHUB_ACTIONS") == "true"
+def print_problems(problems: Iterable[Problem], github: bool | None = None) -> None:
+    """Each problem as `file:line:column: message` on stderr, and as a GitHub annotation under GitHub Actions
+    (or with ``github``), so that the pull request shows it at its line."""
+    github = os.environ.get("GITHUB_ACTIONS") == "true" if github is None else github
     for problem in problems:
         print(redact(str(problem)), file=sys.stderr)
         if github:

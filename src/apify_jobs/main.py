@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check job files; never needs a token")
     with_paths(validate)
+    validate.add_argument("--format", choices=("text", "github", "json"), default="text",
+                          help="text: file:line:column lines (default); github: also ::error annotations; json: "
+                               "a JSON array of problems on stdout")
 
     plan = commands.add_parser("plan", help="print every request `run` would send; no network, no token")
     with_paths(plan)
@@ -49,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out-dir", default="out", help="output folder (default ./out)")
     run.add_argument("--report", metavar="FILE", help="report path (default <out-dir>/report.json)")
     run.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    run.add_argument("--json", action="store_true", help="print the run's report (as report.json) instead of the summary")
     run.add_argument("--resume", action="store_true",
                      help="skip jobs whose last success (in the folder's state) had the same request and whose "
                           "output is intact")
@@ -105,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobFileError as exc:
         from apify_jobs.cli_output import print_problems
 
-        print_problems(exc.problems)  # one `file:line:column: message` line each (and GitHub annotations)
+        print_problems(exc.problems, github=getattr(args, "format", None) == "github" or None)
+        errors = sum(not p.warning for p in exc.problems)
+        print(f"{errors} problem{'s' * (errors != 1)} found", file=sys.stderr)
         return exc.exit_code
     except ApifyJobsError as exc:
         return _one_line(str(exc), exc.exit_code)

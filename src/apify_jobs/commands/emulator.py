@@ -17,7 +17,9 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     print(f"apify-jobs emulator listening on {emulator.url} (a stand-in for the Apify API, not the platform)",
           flush=True)
-    print(f"use it with: APIFY_API_BASE_URL={emulator.url} APIFY_TOKEN=any apify-jobs run ...", file=sys.stderr,
+    # `run` sends the token over plain http only to a loopback address: suggest one even when listening on all
+    url = emulator.url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+    print(f"use it with: APIFY_API_BASE_URL={url} APIFY_TOKEN=any apify-jobs run ...", file=sys.stderr,
           flush=True)
     try:
         emulator.serve_forever()

@@ -35,9 +35,14 @@ def main(args: argparse.Namespace) -> int:
             request = build_request(job, base_url)
             entry: dict[str, Any] = {
                 "name": job.name,
+                "file": job.file,
+                "actor" if job.actor else "task": job.task,
+                "needs": job.needs,
                 "method": request.method,
                 "url": request.url,
+                "query": dict(request.query),
                 "body": job.input,
+                "inputSha256": request.input_sha256,
                 "output": destination.planned(job),
                 "expect": job.expect.to_dict(),
             }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -89,7 +90,10 @@ def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destina
     of = ReportOf(entries, files, executor.interrupted, True, going, state.invocation,
                   invocation.started_at if invocation else None, invocation.finished_at if invocation else None)
     # A reader that went away (`run | head`) must not cost the report or change the exit status.
-    print_safely(summary(results) if not args.quiet else _failures_only(results))
+    if args.json:  # the report itself, for scripts (`run --json | jq ...`), instead of the summary table
+        print_safely(redaction.redact(json.dumps(report.build(of), ensure_ascii=False, indent=2)))
+    else:
+        print_safely(summary(results) if not args.quiet else _failures_only(results))
     written = _write_reports(report_path, args.junit, of)
     if executor.interrupted:
         print_safely(interrupted_runs(going, args.abort_on_interrupt), sys.stderr)

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 
 from apify_jobs import jobfile
-from apify_jobs.cli_output import print_problems
-from apify_jobs.errors import JobFileError
+from apify_jobs.cli_output import print_problems, print_safely
+from apify_jobs.errors import JobFileError, Problem
+from apify_jobs.redaction import redact
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         job_files, warnings = jobfile.load(args.paths, max_jobs=args.max_jobs, exclude=args.exclude)
     except JobFileError as exc:
-        print_problems(exc.problems)
-        errors = sum(not p.warning for p in exc.problems)
-        print(f"{errors} problem{'s' * (errors != 1)} found", file=sys.stderr)
-        return 2
-    print_problems(warnings)
+        if args.format == "json":
+            print_safely(json.dumps([_as_json(p) for p in exc.problems], ensure_ascii=False, indent=2))
+            return 2
+        raise  # main prints every problem and how many were found
+    if args.format == "json":
+        print_safely(json.dumps([_as_json(p) for p in warnings], ensure_ascii=False, indent=2))
+        return 0
+    print_problems(warnings, github=args.format == "github" or None)
     jobs = sum(len(f.jobs) for f in job_files)
     print(f"ok: {jobs} job{'s' * (jobs != 1)} in {len(job_files)} file{'s' * (len(job_files) != 1)}")
     return 0
+
+
+def _as_json(problem: Problem) -> dict[str, object]:
+    return {"file": problem.file, "line": problem.line, "column": problem.column, "message": redact(problem.message),
+            "severity": "warning" if problem.warning else "error"}
