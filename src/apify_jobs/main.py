@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--junit", metavar="PATH", help="also (or with no --json, only) a JUnit XML report")
     report.add_argument("--run", default="last", metavar="last|all|N",
                         help="the last run (default), run number N, or every job's latest result")
+    report.add_argument("--markdown", metavar="PATH",
+                        help="also append a Markdown summary to PATH (e.g. \"$GITHUB_STEP_SUMMARY\")")
     report.add_argument("--merge", nargs="+", metavar="DIR",
                         help="merge these output folders (shards that ran apart) into --out-dir, and report on it")
 

@@ -12,6 +12,7 @@ from apify_jobs.cli_output import print_safely
 from apify_jobs.errors import UsageError
 from apify_jobs.model import GoingRun
 from apify_jobs.outputs.paths import DEFAULT_REPORT
+from apify_jobs.redaction import redact
 from apify_jobs.reports import report
 from apify_jobs.reports.report import ReportOf
 from apify_jobs.running.state import State
@@ -34,9 +35,14 @@ def main(args: argparse.Namespace) -> int:
                       invocation.id, invocation.started_at, invocation.finished_at)
     try:
         report.write(of, json_path, args.junit)
+        if args.markdown:
+            with open(args.markdown, "a", encoding="utf-8") as stream:
+                stream.write(redact(report.markdown(report.build(of))))
     except OutputFailure as failure:
         raise UsageError(f"the report could not be written: {failure}") from None
-    written = " and ".join(p for p in (json_path, args.junit) if p)
+    except OSError as failure:
+        raise UsageError(f"the Markdown summary could not be written to {args.markdown}: {failure.strerror}") from None
+    written = " and ".join(p for p in (json_path, args.junit, args.markdown) if p)
     which = "every job's latest result" if invocation is None else f"run {invocation.id}" + (
         "" if of.complete else " (it was killed before it finished)")
     print_safely(f"apify-jobs: wrote {written}: {len(entries)} job{'s' * (len(entries) != 1)} of {which}")

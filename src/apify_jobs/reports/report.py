@@ -67,6 +67,23 @@ def build(of: ReportOf) -> dict[str, Any]:
     return report
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown summary (a CI job's summary page): the totals, then a row a job."""
+    totals = report["totals"]
+    counts = ", ".join(f"{totals[s.value]} {s.value}" for s in Status if totals.get(s.value))
+    cost = f"; cost ${totals['usageTotalUsd']:.4f}" if "usageTotalUsd" in totals else ""
+    lines = ["## apify-jobs", "", f"{totals['jobs']} jobs: {counts or 'none'}{cost}", "",
+             "| job | status | tries | output / error | run |", "| --- | --- | --- | --- | --- |"]
+    for entry in report["jobs"]:
+        error = entry.get("error") or {}
+        detail = (entry.get("output") or {}).get("path") if entry.get("status") == "succeeded" else \
+            f"{error.get('type', '')}: {error.get('message', '')}"
+        run = f"[{entry['runId']}]({entry['consoleUrl']})" if entry.get("runId") else ""
+        cell = str(detail or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {entry['name']} | {entry['status']} | {entry.get('attempts', 0)} | {cell} | {run} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_json(path: str, report: dict[str, Any]) -> None:
     text = redact(json.dumps(report, indent=2, ensure_ascii=False))
     write_file_whole(path, text.encode("utf-8") + b"\n")
