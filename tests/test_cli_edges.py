@@ -143,3 +143,16 @@ def test_machine_output_of_run_plan_and_validate(cli, emulator, tmp_path: Path) 
 def test_plan_errors_end_with_the_count(cli, tmp_path: Path) -> None:
     code, _, err = cli("plan", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, input: {x: '${{ vars.nope }}'}}\n"))
     assert code == 2 and err.strip().endswith("1 problem found")
+
+
+def test_every_command_has_examples_environment_and_exit_statuses_in_its_help() -> None:
+    for command in ("validate", "plan", "run", "report", "schema", "emulator", "completion"):
+        result = run_process(command, "--help")
+        assert result.returncode == 0 and "examples:" in result.stdout and "exit status:" in result.stdout, command
+        assert "environment:" in result.stdout
+    assert "(default 8765)" in run_process("emulator", "--help").stdout
+
+
+def test_completion_is_generated_from_the_parser() -> None:
+    result = run_process("completion", "bash")
+    assert result.returncode == 0 and "apify-jobs" in result.stdout and "--abort-on-interrupt" in result.stdout

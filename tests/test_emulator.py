@@ -152,3 +152,8 @@ def test_abort_stops_a_running_run() -> None:
         assert [r["kind"] for r in server.state.lookups] == ["abort-run", "get-run"]
         waiting.join(5)
         assert answers == [400]  # run-sync answers run-failed for the aborted run at once
+
+
+def test_a_status_alone_answers_with_that_status() -> None:
+    assert Behaviour.from_dict({"status": 401}).respond == "status"
+    assert Behaviour.from_dict({"status": 429, "respond": "rate-limit"}).respond == "rate-limit"

@@ -6,13 +6,48 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from apify_jobs import __version__
 from apify_jobs.errors import ApifyJobsError, JobFileError
 
+# Each command's help ends with examples, the environment it reads and its exit statuses.
+_EPILOGS = {
+    "validate": ("apify-jobs validate jobs/\n  apify-jobs validate jobs/maps.yaml --format github",
+                 "GITHUB_ACTIONS (true: also ::error annotations)",
+                 "0 valid (warnings allowed), 2 problems found"),
+    "plan": ("apify-jobs plan jobs/\n  apify-jobs plan jobs/ --var city=Brno --json\n  apify-jobs plan jobs/ --resume",
+             "APIFY_API_BASE_URL (shown in the URLs); the variables ${{ env.NAME }} and ${{ secrets.NAME }} name",
+             "0 planned, 2 problems in the job files"),
+    "run": ("apify-jobs run jobs/ --emulator\n  APIFY_TOKEN=... apify-jobs run jobs/ --concurrency 8 --resume\n"
+            "  apify-jobs run jobs/ --shard 2/3 --out-dir out-2 --junit out-2/junit.xml",
+            "APIFY_TOKEN, APIFY_API_BASE_URL, HTTPS_PROXY/NO_PROXY, REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE/SSL_CERT_FILE/"
+            "SSL_CERT_DIR, and the variables ${{ env.NAME }} and ${{ secrets.NAME }} name",
+            "0 every job succeeded, 1 some failed/skipped/cancelled, 2 invalid files or usage (nothing sent), "
+            "130 Ctrl-C, 143 SIGTERM"),
+    "report": ("apify-jobs report --out-dir out --junit out/junit.xml\n  apify-jobs report --run all --json all.json\n"
+               "  apify-jobs report --merge out-1 out-2 out-3 --out-dir out",
+               "none", "0 written, 1 a merge found conflicts, 2 no state, a damaged artifact, or usage"),
+    "schema": ("apify-jobs schema > jobs.schema.json", "none", "0"),
+    "emulator": ("apify-jobs emulator --port 8765 --script faults.yaml", "none", "0 stopped with Ctrl-C, 2 usage"),
+    "completion": ("apify-jobs completion bash > ~/.local/share/bash-completion/completions/apify-jobs\n"
+                   "  apify-jobs completion zsh > ~/.zfunc/_apify-jobs", "none", "0"),
+}
+
+
+def _command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    examples, environment, exits = _EPILOGS[name]
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"examples:\n  {examples}\n\nenvironment: {environment}\n\nexit status: {exits}")
+    return parser
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="apify-jobs", description="Run checked-in YAML job files on Apify.")
+    parser = argparse.ArgumentParser(prog="apify-jobs", description="Run checked-in YAML job files on Apify.",
+                                     epilog="`apify-jobs COMMAND --help` shows a command's examples, environment and "
+                                            "exit statuses.")
     parser.add_argument("--version", action="version", version=f"apify-jobs {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -29,13 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--var-file", action="append", default=[], metavar="FILE",
                          help="define vars from a YAML or JSON mapping (repeatable; --var wins)")
 
-    validate = commands.add_parser("validate", help="check job files; never needs a token")
+    validate = _command(commands, "validate", "check job files; never needs a token")
     with_paths(validate)
     validate.add_argument("--format", choices=("text", "github", "json"), default="text",
                           help="text: file:line:column lines (default); github: also ::error annotations; json: "
                                "a JSON array of problems on stdout")
 
-    plan = commands.add_parser("plan", help="print every request `run` would send; no network, no token")
+    plan = _command(commands, "plan", "print every request `run` would send; no network, no token")
     with_paths(plan)
     with_vars(plan)
     plan.add_argument("--json", action="store_true", help="a JSON array, one object a job")
@@ -43,10 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--resume", action="store_true",
                       help="show which jobs `run --resume` would skip (from the output folder's state)")
 
-    run = commands.add_parser("run", help="run the jobs")
+    run = _command(commands, "run", "run the jobs")
     with_paths(run)
     with_vars(run)
-    run.add_argument("--concurrency", type=int, metavar="N", help="jobs at once across all files")
+    run.add_argument("--concurrency", type=int, metavar="N",
+                     help="a cap on jobs at once across all files, over each file's own `concurrency`")
     run.add_argument("--fail-fast", action="store_true", help="after a failure, start nothing more")
     run.add_argument("--only", action="append", default=[], metavar="GLOB", help="run only jobs whose name matches")
     run.add_argument("--out-dir", default="out", help="output folder (default ./out)")
@@ -67,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     loudness.add_argument("-q", "--quiet", action="store_true", help="print only the summary's failures")
     loudness.add_argument("-v", "--verbose", action="store_true", help="log every request and retry")
 
-    report = commands.add_parser("report", help="write report.json and JUnit again from the output folder's state")
+    report = _command(commands, "report", "write report.json and JUnit again from the output folder's state")
     report.add_argument("--out-dir", default="out", help="output folder whose state to read (default ./out)")
     report.add_argument("--json", metavar="PATH", help="report.json path (default <out-dir>/report.json)")
     report.add_argument("--junit", metavar="PATH", help="also (or with no --json, only) a JUnit XML report")
@@ -78,12 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--merge", nargs="+", metavar="DIR",
                         help="merge these output folders (shards that ran apart) into --out-dir, and report on it")
 
-    commands.add_parser("schema", help="print the job-file JSON Schema")
+    _command(commands, "schema", "print the job-file JSON Schema")
 
-    emulator = commands.add_parser("emulator", help="serve a local stand-in for the Apify API")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8765)
+    emulator = _command(commands, "emulator", "serve a local stand-in for the Apify API")
+    emulator.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    emulator.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
     emulator.add_argument("--script", metavar="FILE", help="YAML file of task behaviours")
+    completion = _command(commands, "completion", "print a shell completion script, made from this parser")
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
     return parser
 
 
@@ -103,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from apify_jobs.commands import run as command  # type: ignore[no-redef]
         elif args.command == "report":
             from apify_jobs.commands import report as command  # type: ignore[no-redef]
+        elif args.command == "completion":
+            import shtab  # only here: generated from the parser, so it is never out of date
+
+            print(shtab.complete(parser, shell=args.shell))
+            return 0
         elif args.command == "schema":
             from apify_jobs.commands import schema as command  # type: ignore[no-redef]
         else:

@@ -40,7 +40,9 @@ class Behaviour:
         unknown = set(raw) - set(cls.KEYS)
         if unknown:
             raise ValueError(f"unknown behaviour keys {sorted(unknown)}; known: {sorted(cls.KEYS)}")
-        behaviour = cls(latency=float(raw.get("latency", 0)), respond=raw.get("respond", "ok"),
+        # `{status: 401}` alone means: answer with that status (`respond: status`)
+        respond = raw.get("respond", "status" if "status" in raw else "ok")
+        behaviour = cls(latency=float(raw.get("latency", 0)), respond=respond,
                         status=raw.get("status"), error_type=raw.get("errorType"), retry_after=raw.get("retryAfter"),
                         html=bool(raw.get("html", False)), drop=raw.get("drop"), body_bytes=raw.get("bodyBytes"),
                         content_type=raw.get("contentType"), run_status=raw.get("runStatus", "SUCCEEDED"),
