@@ -156,3 +156,17 @@ def test_every_command_has_examples_environment_and_exit_statuses_in_its_help() 
 def test_completion_is_generated_from_the_parser() -> None:
     result = run_process("completion", "bash")
     assert result.returncode == 0 and "apify-jobs" in result.stdout and "--abort-on-interrupt" in result.stdout
+
+
+def test_an_undefined_var_in_a_matrix_job_is_reported_once(cli, tmp_path: Path) -> None:
+    path = job_file(tmp_path, "jobs:\n  - {name: m, task: me~t, matrix: {c: [a, b, c]}, input: {k: '${{ vars.nope }}'}}\n")
+    code, _, err = cli("plan", path)
+    assert code == 2 and err.count("vars.nope }} is not defined") == 1 and "1 problem found" in err
+
+
+def test_the_summary_names_a_run_once(cli, emulator, tmp_path: Path) -> None:
+    server = emulator({"default": {"respond": "run-failed"}})
+    code, out, _ = cli("run", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), "--out-dir", tmp_path / "o",
+                       "--no-run-facts")
+    [row] = [line for line in out.splitlines() if line.startswith("a ")]
+    assert code == 1 and row.count(server.state.runs[0].id) == 1 and " s " in row

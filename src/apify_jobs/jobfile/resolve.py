@@ -294,7 +294,10 @@ def _resolve_job(
     own = expressions.substitute_all({k: v for k, v in raw.items() if k != "matrix"}, job_context, where, errors)
     shared = expressions.substitute_all(defaults, job_context, ("defaults",), errors)
     for path, message in errors:
-        fail(path, message)
+        if "matrix." in message:
+            fail(path, message)
+        else:  # the same for every expansion of a matrix: said once (problems are deduplicated)
+            problems.append(doc.problem(path, message))
     if errors:
         return None
     resolved = deep_merge(shared, own)

@@ -82,11 +82,11 @@ def summary(results: list[JobResult]) -> str:
             detail = f"{(r.previous.get('output') or {}).get('path', '')} (resumed)"
         elif r.error is not None:
             detail = f"{r.error.type}: {r.error.message}".strip(": ") or (r.note or "")
-            if r.error.run_id:
+            if r.error.run_id and r.error.run_id not in detail:
                 detail += f" (run {r.error.run_id})"
         else:
             detail = r.note or ""
-        seconds = f"{(r.duration_ms or 0) / 1000:.1f}s" if r.duration_ms is not None else "-"
+        seconds = f"{(r.duration_ms or 0) / 1000:.1f} s" if r.duration_ms is not None else "-"
         rows.append((r.name, r.status.value, str(r.attempts), seconds, detail))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows]
