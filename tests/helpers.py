@@ -47,3 +47,28 @@ def until(condition, seconds: float = 20.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def on_a_terminal(args: list[str], env: dict[str, str]) -> str:
+    """Run the CLI with a pseudo-terminal as its stdout and stderr; what it drew there."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "apify_jobs", *args], stdin=subprocess.DEVNULL, stdout=slave,
+                               stderr=slave, env={**os.environ, "COLUMNS": "100", **env})
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    process.wait(60)
+    os.close(master)
+    return drawn.decode("utf-8", "replace")

@@ -12,7 +12,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from tests.conftest import run_process
-from tests.helpers import job_file, jobs_by_name, read_report, until
+from tests.helpers import job_file, jobs_by_name, on_a_terminal, read_report, until
 
 
 def test_bare_apify_jobs_prints_the_help_and_exits_2() -> None:
@@ -170,3 +170,25 @@ def test_the_summary_names_a_run_once(cli, emulator, tmp_path: Path) -> None:
                        "--no-run-facts")
     [row] = [line for line in out.splitlines() if line.startswith("a ")]
     assert code == 1 and row.count(server.state.runs[0].id) == 1 and " s " in row
+
+
+def test_a_terminal_gets_a_live_display_with_colours_that_no_color_turns_off(emulator, tmp_path: Path) -> None:
+    emulator({"default": {"latency": 0.4}, "tasks": {"me~bad": {"respond": "run-failed"}}})
+    path = job_file(tmp_path, "concurrency: 2\njobs:\n  - {name: slow-one, task: me~t}\n  - {name: slow-two, task: me~t}\n"
+                              "  - {name: broken, task: me~bad}\n")
+    drawn = on_a_terminal(["run", str(path), "--out-dir", str(tmp_path / "a"), "--no-run-facts"], {})
+    assert "done, " in drawn and "running" in drawn and "━" in drawn  # the bar and the counts
+    assert "slow-one" in drawn and "\x1b[1;31mfailed" in drawn  # failures as they happen, in red
+    plain = on_a_terminal(["run", str(path), "--out-dir", str(tmp_path / "b"), "--no-run-facts"], {"NO_COLOR": "1"})
+    assert "done, " in plain and "\x1b[1;31m" not in plain and "\x1b[31m" not in plain
+    never = on_a_terminal(["run", str(path), "--out-dir", str(tmp_path / "c"), "--no-run-facts", "--color", "never"], {})
+    assert "\x1b[1;31m" not in never
+
+
+def test_version_and_validate_do_not_import_rich(tmp_path: Path) -> None:
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n")
+    for args in (["--version"], ["validate", str(path)]):
+        code = f"import sys, runpy; sys.argv = ['apify-jobs', *{args!r}]\ntry:\n    runpy.run_module('apify_jobs', " \
+               "run_name='__main__')\nexcept SystemExit:\n    pass\nprint('rich' in sys.modules)"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert result.stdout.strip().endswith("False"), result.stdout + result.stderr

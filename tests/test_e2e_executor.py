@@ -12,7 +12,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from apify_jobs.running.selection import in_shard
-from tests.helpers import job_file, jobs_by_name, leftovers, read_report
+from tests.helpers import job_file, jobs_by_name, leftovers, on_a_terminal, read_report
 
 
 def names_in_order(server) -> list[str]:
@@ -233,31 +233,14 @@ def test_ctrl_c_cancels_writes_the_report_and_exits_130(tmp_path: Path) -> None:
         assert not (out / "big.bin").exists()
 
 
-def test_live_status_line_on_a_terminal(tmp_path: Path) -> None:
-    import pty
-
+def test_live_display_on_a_terminal(tmp_path: Path) -> None:
     path = job_file(tmp_path, "concurrency: 2\njobs:\n  - {name: one, task: me~slow}\n  - {name: two, task: me~slow}\n")
     script = tmp_path / "script.yaml"
     script.write_text("default: {latency: 0.8}\n")
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "apify_jobs", "run", str(path), "--out-dir", str(tmp_path / "out"),
-                                "--emulator", "--emulator-script", str(script)], stdout=subprocess.PIPE, stderr=follower)
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    process.wait(timeout=20)
-    os.close(leader)
-    text = seen.decode(errors="replace")
-    assert process.returncode == 0
-    assert "\r\x1b[K0/2 done, 0 failed, 2 running" in text and "one, two" in text
-    assert "start  one" not in text  # a terminal gets the live line, not one line per event
+    text = on_a_terminal(["run", str(path), "--out-dir", str(tmp_path / "out"), "--emulator", "--emulator-script",
+                          str(script)], {})
+    assert "0/2 done, 0 failed, 2 running" in text and "one" in text and "two" in text
+    assert "start  one" not in text  # a terminal gets the live display, not one line per event
 
 
 def test_a_waiting_job_holds_no_slot(cli, emulator, tmp_path: Path) -> None:

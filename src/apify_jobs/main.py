@@ -88,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out-dir", default="out", help="output folder (default ./out)")
     run.add_argument("--report", metavar="FILE", help="report path (default <out-dir>/report.json)")
     run.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                     help="colour in the live display on a terminal (auto: unless NO_COLOR; FORCE_COLOR forces it)")
     run.add_argument("--json", action="store_true", help="print the run's report (as report.json) instead of the summary")
     run.add_argument("--resume", action="store_true",
                      help="skip jobs whose last success (in the folder's state) had the same request and whose "

@@ -22,7 +22,7 @@ from apify_jobs.model import GoingRun, JobFile, JobResult
 from apify_jobs.outputs.destination import LocalFolder, check_writable_folder
 from apify_jobs.outputs.paths import DEFAULT_REPORT, STATE_FOLDER, may_land_on
 from apify_jobs.reports import report
-from apify_jobs.reports.progress import Progress, interrupted_runs, summary
+from apify_jobs.reports.progress import interrupted_runs, make_progress, summary
 from apify_jobs.reports.report import ReportOf
 from apify_jobs.running.executor import Executor
 from apify_jobs.running.run_facts import add_run_facts, still_running
@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destina
     if args.resume:
         context.resume_check = lambda job: resumed_result(job, state, destination, base_url)
     resumed = resume(plan, state, destination, base_url) if args.resume else 0
-    progress = Progress(len(plan.entries) - resumed, quiet=args.quiet)
+    progress = make_progress(len(plan.entries) - resumed, args.quiet, args.color)
     state.take_leases([e.job.name for e in plan.entries if e.result is None])
     executor = Executor(plan, context, progress, journal=state)
     if plan.ignored_needs and not args.quiet:

@@ -1,22 +1,33 @@
-"""What the user sees while jobs run: a live status line on a terminal, one line per event otherwise."""
+"""What the user sees while jobs run: one line per event (CI, pipes); on a terminal, the live display of
+live.py. Also the summary table printed at the end."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import IO
 
 from apify_jobs.model import GoingRun, JobResult, Status
 from apify_jobs.redaction import redact
 from apify_jobs.reports.report import total_usage
 
 
+def make_progress(total: int, quiet: bool, color: str = "auto") -> Progress:
+    """The live display where stderr is a terminal (rich, imported only then), else a line per event."""
+    if not quiet and sys.stderr.isatty():
+        from apify_jobs.reports.live import LiveProgress, console
+
+        return LiveProgress(total, console(color))
+    return Progress(total, quiet)
+
+
 class Progress:
-    def __init__(self, total: int, quiet: bool = False, stream: TextIO | None = None):
+    """One line per event: a job starting, and each job's end with its status, time and output or error."""
+
+    def __init__(self, total: int, quiet: bool = False, stream: IO[str] | None = None):
         self.stream = stream or sys.stderr
-        self.live = self.stream.isatty() and not quiet
+        self.live = False
         self.quiet = quiet
         self.total = total
         self.started = time.monotonic()
@@ -26,8 +37,6 @@ class Progress:
         self._lock = threading.Lock()
 
     def _line(self, text: str) -> None:
-        if self.live:
-            self.stream.write("\r\x1b[K")
         self.stream.write(redact(text) + "\n")
         self.stream.flush()
 
@@ -48,28 +57,21 @@ class Progress:
                 seconds = (result.duration_ms or 0) / 1000
                 detail = (result.output.path if result.output and result.succeeded
                           else result.error.message if result.error else (result.note or ""))
-                self._line(f"{result.status.value:<9} {result.name} ({seconds:.1f} s) {detail}".rstrip())
+                self._status_line(result, f"{result.status.value:<9} {result.name} ({seconds:.1f} s) {detail}".rstrip())
             self._redraw()
+
+    def _status_line(self, result: JobResult, text: str) -> None:
+        self._line(text)
 
     def tick(self) -> None:
         with self._lock:
             self._redraw()
 
     def _redraw(self) -> None:
-        if not self.live:
-            return
-        elapsed = time.monotonic() - self.started
-        head = f"{self.done}/{self.total} done, {self.failed} failed, {len(self.running)} running, {elapsed:.0f} s"
-        names = ", ".join(self.running)
-        width = shutil.get_terminal_size((100, 20)).columns - 1
-        text = f"{head}: {names}" if names else head
-        self.stream.write("\r\x1b[K" + redact(text)[:width])
-        self.stream.flush()
+        """Nothing to redraw in a line-per-event log (the live display redraws)."""
 
     def close(self) -> None:
-        if self.live:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
+        """Nothing to clear in a line-per-event log."""
 
 
 def summary(results: list[JobResult]) -> str:
