@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out-dir", default="out", help="output folder (default ./out)")
     run.add_argument("--report", metavar="FILE", help="report path (default <out-dir>/report.json)")
     run.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    run.add_argument("--html", metavar="FILE", help="also write an HTML report with a timeline (self-contained)")
     run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                      help="colour in the live display on a terminal (auto: unless NO_COLOR; FORCE_COLOR forces it)")
     run.add_argument("--json", action="store_true", help="print the run's report (as report.json) instead of the summary")
@@ -111,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--junit", metavar="PATH", help="also (or with no --json, only) a JUnit XML report")
     report.add_argument("--run", default="last", metavar="last|all|N",
                         help="the last run (default), run number N, or every job's latest result")
+    report.add_argument("--html", metavar="PATH", help="also write the HTML report with its timeline")
     report.add_argument("--markdown", metavar="PATH",
                         help="also append a Markdown summary to PATH (e.g. \"$GITHUB_STEP_SUMMARY\")")
     report.add_argument("--merge", nargs="+", metavar="DIR",

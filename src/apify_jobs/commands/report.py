@@ -34,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
         of = ReportOf(entries, invocation.files, invocation.interrupted, invocation.finished_at is not None, going,
                       invocation.id, invocation.started_at, invocation.finished_at)
     try:
-        report.write(of, json_path, args.junit)
+        report.write(of, json_path, args.junit, args.html)
         if args.markdown:
             with open(args.markdown, "a", encoding="utf-8") as stream:
                 stream.write(redact(report.markdown(report.build(of))))
@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"the report could not be written: {failure}") from None
     except OSError as failure:
         raise UsageError(f"the Markdown summary could not be written to {args.markdown}: {failure.strerror}") from None
-    written = " and ".join(p for p in (json_path, args.junit, args.markdown) if p)
+    written = " and ".join(p for p in (json_path, args.junit, args.html, args.markdown) if p)
     which = "every job's latest result" if invocation is None else f"run {invocation.id}" + (
         "" if of.complete else " (it was killed before it finished)")
     print_safely(f"apify-jobs: wrote {written}: {len(entries)} job{'s' * (len(entries) != 1)} of {which}")

@@ -46,13 +46,14 @@ def main(args: argparse.Namespace) -> int:
     plan = select(job_files, args.only, shard, args.concurrency, args.fail_fast)
     destination = LocalFolder(args.out_dir)
     report_path = args.report or os.path.join(args.out_dir, DEFAULT_REPORT)
-    _refuse_collisions(plan, destination, report_path, args.junit)
+    reports = {"--report": report_path, "--junit": args.junit, "--html": args.html}
+    _refuse_collisions(plan, destination, reports)
     configure_logging(args.verbose)
     with _api(args) as (base_url, token):
         check_base_url(base_url)
         if base_url.startswith("https"):
             ca_setting(os.environ)  # a CA path that does not exist: exit 2 before anything is sent
-        state = _preflight(destination, report_path, args.junit)
+        state = _preflight(destination, reports)
         try:
             return _run(args, plan, job_files, destination, state, base_url, token, report_path)
         finally:
@@ -94,7 +95,7 @@ def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destina
         print_safely(redaction.redact(json.dumps(report.build(of), ensure_ascii=False, indent=2)))
     else:
         print_safely(summary(results) if not args.quiet else _failures_only(results))
-    written = _write_reports(report_path, args.junit, of)
+    written = _write_reports(report_path, args.junit, of, args.html)
     if executor.interrupted:
         print_safely(interrupted_runs(going, args.abort_on_interrupt), sys.stderr)
         print_safely("apify-jobs: interrupted; report written to " + report_path, sys.stderr)
@@ -102,14 +103,13 @@ def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destina
     return EXIT_OK if written and all(r.succeeded for r in results) else EXIT_FAILED
 
 
-def _refuse_collisions(plan: Plan, destination: LocalFolder, report_path: str, junit_path: str | None) -> None:
-    """The state folder, the report, JUnit and every output are distinct files; refused before anything is sent."""
+def _refuse_collisions(plan: Plan, destination: LocalFolder, reports: dict[str, str | None]) -> None:
+    """The state folder, the reports (report.json, JUnit, HTML) and every output are distinct files; refused before
+    anything is sent."""
     state_folder = os.path.abspath(os.path.join(destination.out_dir, STATE_FOLDER))
-    named = {"--report": os.path.abspath(report_path)}
-    if junit_path:
-        named["--junit"] = os.path.abspath(junit_path)
-        if named["--junit"] == named["--report"]:
-            raise UsageError(f"--junit and the report are the same file ({junit_path}); give them different paths")
+    named = {flag: os.path.abspath(path) for flag, path in reports.items() if path}
+    if len(set(named.values())) < len(named):
+        raise UsageError(f"{', '.join(named)} must be different files; two of them are the same")
     for flag, path in named.items():
         if path == state_folder or path.startswith(state_folder + os.sep):
             raise UsageError(f"{flag} {path} is inside the state folder {state_folder}; give another path")
@@ -119,12 +119,12 @@ def _refuse_collisions(plan: Plan, destination: LocalFolder, report_path: str, j
                                  "give one of them another path")
 
 
-def _preflight(destination: LocalFolder, report_path: str, junit_path: str | None) -> State:
+def _preflight(destination: LocalFolder, reports: dict[str, str | None]) -> State:
     """Prove that the output folder, the report and JUnit can be written and open the state — before the first
     request costs money."""
     try:
         destination.check_writable()
-        for path in (report_path, junit_path):
+        for path in reports.values():
             if path:
                 check_writable_folder(os.path.dirname(os.path.abspath(path)))
     except OutputFailure as failure:
@@ -146,11 +146,11 @@ def _after_the_batch(args: argparse.Namespace, context: RunContext, results: lis
     return []
 
 
-def _write_reports(report_path: str, junit_path: str | None, of: ReportOf) -> bool:
+def _write_reports(report_path: str, junit_path: str | None, of: ReportOf, html_path: str | None = None) -> bool:
     """Write report.json (and JUnit); a report that cannot be written is one line and exit 1, never a
     traceback: the jobs' outputs are written already, and `apify-jobs report` can write it again."""
     try:
-        report.write(of, report_path, junit_path)
+        report.write(of, report_path, junit_path, html_path)
     except OutputFailure as failure:
         print_safely(f"apify-jobs: the jobs ran (see the summary), but the report could not be written: {failure}",
                      sys.stderr)

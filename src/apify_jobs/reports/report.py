@@ -125,9 +125,14 @@ def write_junit(path: str, entries: list[dict[str, Any]], wall_seconds: float | 
     write_file_whole(path, redact(text).encode("utf-8") + b"\n")
 
 
-def write(of: ReportOf, json_path: str | None, junit_path: str | None) -> None:
+def write(of: ReportOf, json_path: str | None, junit_path: str | None, html_path: str | None = None) -> None:
     if json_path:
         write_json(json_path, build(of))
+    if html_path:
+        from apify_jobs.reports.html import render  # only with --html
+
+        page = render(build(of), os.path.dirname(os.path.abspath(html_path)))
+        write_file_whole(html_path, redact(page).encode("utf-8"))
     if junit_path:
         write_junit(junit_path, of.entries, _wall_seconds(of))
 
