@@ -19,15 +19,15 @@ def test_validate_broken_file_exits_2_with_one_line_per_problem(cli, write) -> N
     code, out, err = cli("validate", path)
     lines = err.splitlines()
     assert code == 2
-    assert lines[:2] == [f"{path}:5:23: jobs[0].options.memory: 1000 is not one of 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768",
-                         f"{path}:5:39: jobs[0].options.maxItems: must be a whole number, not string \"x\""]
+    assert lines[:2] == [f"{path}:5:23: jobs[0] (a).options.memory: 1000 is not one of 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768",
+                         f"{path}:5:39: jobs[0] (a).options.maxItems: must be a whole number, not string \"x\""]
     assert lines[2] == "2 problems found"
 
 
 def test_validate_prints_github_annotations(cli, write) -> None:
     path = write("bad.yaml", "version: 1\njobs:\n  - {name: a, task: me~t, options: {memory: 3}}\n")
     code, out, _ = cli("validate", path, env={"GITHUB_ACTIONS": "true"})
-    assert code == 2 and out.startswith(f"::error file={path},line=3,col=45::jobs[0].options.memory: 3 is not one of")
+    assert code == 2 and out.startswith(f"::error file={path},line=3,col=45::jobs[0] (a).options.memory: 3 is not one of")
 
 
 def test_validate_never_needs_a_token_or_env(write) -> None:

@@ -120,7 +120,7 @@ def test_run_failed_and_408_are_never_retried(cli, emulator, tmp_path: Path, beh
 def test_the_schema_cannot_even_ask_to_retry_a_failed_run(cli, tmp_path: Path) -> None:
     path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, retry: {on: [connection, run-failed]}}\n")
     code, _, err = cli("validate", path)
-    assert code == 2 and 'jobs[0].retry.on[1]: "run-failed" is not one of "connection", "rate-limit", "capacity", "server-error"' in err
+    assert code == 2 and 'jobs[0] (a).retry.on[1]: "run-failed" is not one of "connection", "rate-limit", "capacity", "server-error"' in err
 
 
 @pytest.mark.parametrize(("behaviour", "opt_in", "status", "error_type"), [

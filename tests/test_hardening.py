@@ -49,7 +49,7 @@ def test_matrix_values_cannot_turn_names_into_paths(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", "-x", "a b"])
 def test_job_names_that_are_paths_are_refused(cli, tmp_path: Path, name: str) -> None:
     code, _, err = cli("validate", job_file(tmp_path, f"jobs:\n  - {{name: '{name}', task: me~t}}\n"))
-    assert code == 2 and "jobs[0].name" in err
+    assert code == 2 and f"jobs[0] ({name}).name" in err
 
 
 # --- secrets ------------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def test_every_problem_of_every_file_is_reported(write) -> None:
         """)
     two = write("a/two.yaml", "version: 2\njobs: []\n")
     found = problems(one.parent)
-    assert f"{one}:5:5: jobs[0]: unknown key 'colour'; allowed: name, task, actor, input, inputFile, options, dataset, output, needs, matrix, retry, http, follow, expect" in found
+    assert f"{one}:5:5: jobs[0] (a): unknown key 'colour'; allowed: name, task, actor, input, inputFile, options, dataset, output, needs, matrix, retry, http, follow, expect" in found
     assert f"{two}:1:10: version: must be 1, not 2" in found
     assert f"{two}:2:7: jobs: must not be empty" in found
     assert f"{one}:8:13: needs unknown job 'nope'; jobs of this file: a" in found
@@ -79,7 +79,7 @@ def test_every_problem_of_every_file_is_reported(write) -> None:
 
 def test_unknown_key_suggests_the_right_one(write) -> None:
     path = write("j.yaml", "version: 1\njobs:\n  - name: a\n    task: me~t\n    optoins: {}\n")
-    assert problems(path) == [f"{path}:5:5: jobs[0]: unknown key 'optoins'; did you mean 'options'?"]
+    assert problems(path) == [f"{path}:5:5: jobs[0] (a): unknown key 'optoins'; did you mean 'options'?"]
 
 
 def test_semantic_checks(write) -> None:
@@ -146,9 +146,9 @@ def test_timeout_over_300_is_a_warning_only_without_follow(write) -> None:
 
 
 @pytest.mark.parametrize(("follow", "message"), [
-    ("{maxWait: 0}", "jobs[0].follow.maxWait: must be > 0, not 0"),
-    ("{maxWait: soon}", "jobs[0].follow.maxWait: must be a number, not string \"soon\""),
-    ("true", "jobs[0].follow: must be a mapping, not boolean true"),
+    ("{maxWait: 0}", "jobs[0] (a).follow.maxWait: must be > 0, not 0"),
+    ("{maxWait: soon}", "jobs[0] (a).follow.maxWait: must be a number, not string \"soon\""),
+    ("true", "jobs[0] (a).follow: must be a mapping, not boolean true"),
 ])
 def test_follow_max_wait_must_be_a_positive_number(write, follow: str, message: str) -> None:
     path = write("j.yaml", f"version: 1\njobs:\n  - name: a\n    task: me~t\n    follow: {follow}\n")
@@ -216,7 +216,7 @@ def test_vars_and_env_keep_types_when_whole(write) -> None:
 def test_substituted_value_must_fit_the_schema(write) -> None:
     path = write("j.yaml", "version: 1\njobs:\n  - {name: a, task: me~t, options: {memory: '${{ vars.mem }}'}}\n")
     found = problems(path, variables={"mem": "lots"}, environ={})
-    assert found == [f"{path}:3:45: jobs[0].options.memory: \"lots\" is not one of 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768"]
+    assert found == [f"{path}:3:45: jobs[0] (a).options.memory: \"lots\" is not one of 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768"]
 
 
 def test_undefined_references_fail_before_running_but_not_in_validate(write) -> None:

@@ -32,4 +32,4 @@ def test_the_hook_passes_a_good_job_file_and_stops_a_bad_one(tmp_path: Path) -> 
     bad = subprocess.run([*pre_commit, "jobs/good.yaml", "jobs/bad.yaml"], cwd=repo, env=env, capture_output=True,
                          text=True, timeout=600)
     assert bad.returncode == 1
-    assert "jobs/bad.yaml:3:" in bad.stdout and "jobs[0].options.memory: 1000 is not one of 128" in bad.stdout
+    assert "jobs/bad.yaml:3:" in bad.stdout and "jobs[0] (a).options.memory: 1000 is not one of 128" in bad.stdout

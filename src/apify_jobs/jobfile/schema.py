@@ -64,9 +64,20 @@ def _where(path: Iterable[Any]) -> str:
     return out or "the file"
 
 
+# What each of the schema's patterns asks for, in words (a raw regular expression helps nobody).
+_PATTERNS = {
+    "^[A-Za-z0-9][A-Za-z0-9._-]*$": "must start with a letter or digit and hold only letters, digits, '.', '_' "
+                                    "and '-'",
+    "^(?:[A-Za-z0-9]+|[^\\s/~]+[~/][^\\s/~]+|.*\\$\\{\\{.*)$": "must be an ID or owner~name (no spaces)",
+    "^[A-Za-z_][A-Za-z0-9_]*$": "must be letters, digits and _, not starting with a digit",
+    "^https?://": "must be an http(s) URL",
+    "^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$": "must be a media type, like application/json",
+}
+
+
 def _explain(doc: Document, base: Path, error: Any) -> Iterable[tuple[Path, Problem]]:
     path: Path = base + tuple(error.absolute_path)
-    where = _where(path)
+    where = _named(doc, path, _where(path))
     keyword, value, expected = error.validator, error.instance, error.validator_value
     if keyword == "additionalProperties" and isinstance(value, dict):
         known = list(error.schema.get("properties", {}))
@@ -92,7 +103,7 @@ def _explain(doc: Document, base: Path, error: Any) -> Iterable[tuple[Path, Prob
         wanted = " or ".join(_article(k) for k in (expected if isinstance(expected, list) else [expected]))
         message = f"{where}: must be {wanted}, not {_type_name(value)} {_show(value)}"
     elif keyword == "pattern":
-        message = f"{where}: {_show(value)} does not match {expected}"
+        message = f"{where}: {_show(value)} {_PATTERNS.get(expected, 'is not in the expected form')}"
     elif keyword == "not" and path[-1:] == ("expect",):
         message = f"{where}: schema and schemaFile exclude each other; give one"
         path = path + ("schemaFile",)
@@ -110,6 +121,18 @@ def _explain(doc: Document, base: Path, error: Any) -> Iterable[tuple[Path, Prob
     else:
         message = f"{where}: {error.message if len(error.message) < 200 else error.message[:197] + '...'}"
     yield path, doc.problem(path, message)
+
+
+def _named(doc: Document, path: Path, where: str) -> str:
+    """`jobs[4]` as `jobs[4] (maps-brno)`: a job is found by its name, not by counting."""
+    if len(path) < 2 or path[0] != "jobs" or not isinstance(path[1], int) or not isinstance(doc.data, dict):
+        return where
+    jobs = doc.data.get("jobs")
+    job = jobs[path[1]] if isinstance(jobs, list) and path[1] < len(jobs) else None
+    name = job.get("name") if isinstance(job, dict) else None
+    if not isinstance(name, str) or not name:
+        return where
+    return where.replace(f"jobs[{path[1]}]", f"jobs[{path[1]}] ({name})", 1)
 
 
 def _explain_first(doc: Document, base: Path, errors: list[Any]) -> Iterable[tuple[Path, Problem]]:
