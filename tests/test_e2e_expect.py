@@ -90,7 +90,8 @@ def test_a_failing_output_never_replaces_the_last_good_one(cli, emulator, tmp_pa
 
 def test_invalid_json_is_an_expectation_failure_with_the_byte_offset(cli, emulator, tmp_path: Path) -> None:
     emulator({"tasks": {"me~t": {"bodyBytes": 3000, "contentType": "application/json"}}})
-    code, jobs, _, output = run(cli, tmp_path, "{name: a, task: me~t}")
+    # a check that must parse the output (the default, nonEmpty, reads no further than the first item)
+    code, jobs, _, output = run(cli, tmp_path, "{name: a, task: me~t, expect: {minItems: 1}}")
     assert code == 1 and jobs["a"]["error"]["type"] == "expectation-failed"
     assert "not valid JSON near byte" in jobs["a"]["error"]["message"] and "Traceback" not in output
 

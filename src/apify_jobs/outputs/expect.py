@@ -133,17 +133,21 @@ class Check:
                 self.verdict.add(f"item {index} at {pointer}: {error.message[:200]}")
 
     def _json(self) -> Reader:
-        import ijson  # type: ignore[import-untyped]  # only for JSON outputs that are checked
-
         first = b""
         while not first.strip():
             chunk = yield
             if not chunk:
                 return
             first += chunk
-        if first.lstrip()[:1] != b"[":  # one document, not a list of items
+        is_list = first.lstrip()[:1] == b"["
+        if not self._counting and self._validator is None:  # nonEmpty alone: no parser needed
+            yield from self._json_any_item(first, is_list)
+            return
+        if not is_list:  # one document, not a list of items
             yield from self._json_document(first)
             return
+        import ijson  # type: ignore[import-untyped]  # only when every item is counted or checked (~40 ms)
+
         self._was_list = True
         found = ijson.sendable_list()
         parser = ijson.items_coro(found, "item", use_float=True)
@@ -162,6 +166,20 @@ class Check:
             if not chunk:
                 return
             chunk = yield
+
+    def _json_any_item(self, first: bytes, is_list: bool) -> Reader:
+        """Whether there is an item at all: a document is one; a list has one unless `]` follows its `[`."""
+        if not is_list:
+            self.items = 1
+            return
+        self._was_list = True
+        rest = first.lstrip()[1:].lstrip()
+        while not rest:
+            chunk = yield
+            if not chunk:
+                return
+            rest = chunk.lstrip()
+        self.items = 0 if rest[:1] == b"]" else 1
 
     def _json_document(self, first: bytes) -> Reader:
         import json
