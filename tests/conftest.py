@@ -50,6 +50,12 @@ def run_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None 
                           env=full_env, cwd=cwd, timeout=120, **kw)
 
 
+def point_at(monkeypatch, url: str) -> None:
+    """Make the CLI talk to the test server at ``url``, with a token that is not secret."""
+    monkeypatch.setenv("APIFY_API_BASE_URL", url)
+    monkeypatch.setenv("APIFY_TOKEN", "test-token-not-secret")
+
+
 @pytest.fixture
 def emulator(monkeypatch):
     """A scripted emulator on a free loopback port; `run` talks to it through APIFY_API_BASE_URL."""
@@ -60,8 +66,7 @@ def emulator(monkeypatch):
     def _start(script: dict | None = None) -> Emulator:
         server = Emulator(Script.from_dict(script)).start()
         started.append(server)
-        monkeypatch.setenv("APIFY_API_BASE_URL", server.url)
-        monkeypatch.setenv("APIFY_TOKEN", "test-token-not-secret")
+        point_at(monkeypatch, server.url)
         return server
 
     yield _start

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import run_process
+from tests.conftest import point_at, run_process
 from tests.helpers import job_file, jobs_by_name, leftovers, read_report
 from tests.hostile import HostileServer, Seen, raw, self_signed
 
@@ -34,8 +34,8 @@ def hostile(monkeypatch):
     def _start(answer, tls: ssl.SSLContext | None = None) -> HostileServer:
         server = HostileServer(answer, tls)
         started.append(server)
-        monkeypatch.setenv("APIFY_API_BASE_URL", server.url)
-        monkeypatch.setenv("APIFY_TOKEN", "hostile-test-token")
+        point_at(monkeypatch, server.url)
+        monkeypatch.setenv("APIFY_TOKEN", "hostile-test-token")  # the proxy test greps for it
         return server
 
     yield _start

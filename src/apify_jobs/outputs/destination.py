@@ -131,7 +131,7 @@ class LocalFolder(Destination):
                 folders[:] = [f for f in folders if os.path.join(root, f) != skip]
             for name in names:
                 match = _TEMPORARY.match(name)
-                if not match or _pid_alive(int(match.group(1))):
+                if not match or pid_alive(int(match.group(1))):
                     continue
                 path = os.path.join(root, name)
                 try:
@@ -273,7 +273,8 @@ def umask() -> int:
     return current
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (ours included): what a temporary file's or a lease's PID is checked by."""
     if pid == os.getpid():
         return True
     try:

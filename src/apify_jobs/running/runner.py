@@ -32,6 +32,8 @@ from apify_jobs.model import SYNC_WAIT_SECONDS, Job, JobError, JobResult, Recove
 from apify_jobs.outputs.destination import Destination
 from apify_jobs.outputs.expect import Check
 from apify_jobs.running.needs import NeedsValueFailed, resolved, uses_needs
+from apify_jobs.running.run_facts import facts_of as listed_facts
+from apify_jobs.running.run_facts import find_runs
 
 log = logging.getLogger("apify_jobs")
 _Write = Callable[[str | None, Iterable[bytes], int | None], None]  # content type, body, length
@@ -129,9 +131,6 @@ def run_job(job: Job, context: RunContext) -> JobResult:
 def facts_of(result: JobResult, context: RunContext) -> dict[str, Any]:
     """A needed job's run facts (runId, storages): from its result or its earlier one, else looked up now by
     its attempts' identity (the batch's own look-up comes only at its end)."""
-    from apify_jobs.running.run_facts import facts_of as listed_facts
-    from apify_jobs.running.run_facts import find_runs
-
     earlier = result.previous
     if earlier is not None:  # resumed: its run is the earlier one's
         ids = earlier.get("attemptIds") or []

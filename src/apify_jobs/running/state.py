@@ -28,6 +28,7 @@ from typing import Any
 from apify_jobs import __version__
 from apify_jobs.errors import ApifyJobsError
 from apify_jobs.model import JobResult, now
+from apify_jobs.outputs.destination import pid_alive
 from apify_jobs.outputs.paths import STATE_FOLDER
 from apify_jobs.redaction import redact
 
@@ -124,13 +125,8 @@ def _process_start(pid: int) -> str | None:
 
 
 def _alive(pid: int, started: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return started is None or _process_start(pid) in (None, started)
+    """``pid`` is alive and is the same process that took the lease (not a later one given its number)."""
+    return pid_alive(pid) and (started is None or _process_start(pid) in (None, started))
 
 
 class State:
