@@ -74,6 +74,7 @@ def test_a_404_names_the_path_and_the_servers_message(cli, emulator, tmp_path: P
     message = jobs_by_name(read_report(tmp_path / "out"))["a"]["error"]["message"]
     assert code == 1 and "HTTP 404 for POST /wrong-prefix/v2/actor-tasks/me~t/run-sync" in message
     assert "Page not found" in message and "APIFY_API_BASE_URL" in message
+    assert server.state.requests == []  # the wrong path reached no run-sync endpoint, and was not sent again
 
 
 def test_a_403_says_the_token_lacks_permission_for_the_task(cli, emulator, tmp_path: Path) -> None:

@@ -89,18 +89,20 @@ def test_a_failing_output_never_replaces_the_last_good_one(cli, emulator, tmp_pa
 
 
 def test_invalid_json_is_an_expectation_failure_with_the_byte_offset(cli, emulator, tmp_path: Path) -> None:
-    emulator({"tasks": {"me~t": {"bodyBytes": 3000, "contentType": "application/json"}}})
+    server = emulator({"tasks": {"me~t": {"bodyBytes": 3000, "contentType": "application/json"}}})
     # a check that must parse the output (the default, nonEmpty, reads no further than the first item)
     code, jobs, _, output = run(cli, tmp_path, "{name: a, task: me~t, expect: {minItems: 1}}")
     assert code == 1 and jobs["a"]["error"]["type"] == "expectation-failed"
     assert "not valid JSON near byte" in jobs["a"]["error"]["message"] and "Traceback" not in output
+    assert server.state.per_task == {"me~t": 1}  # never retried
 
 
 def test_content_type_is_checked_without_parameters(cli, emulator, tmp_path: Path) -> None:
-    emulator()
+    server = emulator()
     assert run(cli, tmp_path, "{name: a, task: me~t, expect: {contentType: application/json}}")[0] == 0
     code, jobs, _, _ = run(cli, tmp_path, "{name: b, task: me~t, expect: {contentType: text/csv}}")
     assert code == 1 and "the content type is application/json, not text/csv" in jobs["b"]["error"]["message"]
+    assert server.state.per_task == {"me~t": 2}  # one run a job, the failed one not retried
 
 
 def test_an_adopted_run_is_checked_the_same_way(cli, emulator, tmp_path: Path) -> None:
