@@ -146,10 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "report":
             from apify_jobs.commands import report as command  # type: ignore[no-redef]
         elif args.command == "completion":
-            import shtab  # only here: generated from the parser, so it is never out of date
-
-            print(shtab.complete(parser, shell=args.shell))
-            return 0
+            from apify_jobs.commands import completion as command  # type: ignore[no-redef]
         elif args.command == "schema":
             from apify_jobs.commands import schema as command  # type: ignore[no-redef]
         else:
