@@ -19,11 +19,16 @@ _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def print_safely(text: str, stream: TextIO | None = None) -> bool:
     """Print a line (if any) unless the reader has gone away (`run | head`); False then. Later output to that
     stream goes nowhere, and Python stays quiet about it at exit."""
-    if not text:
-        return True
+    return write_safely([text + "\n"] if text else [], stream)
+
+
+def write_safely(pieces: Iterable[str], stream: TextIO | None = None) -> bool:
+    """print_safely for text that comes in pieces (a report of many jobs, never held whole)."""
     stream = stream or sys.stdout
     try:
-        print(text, file=stream, flush=True)
+        for piece in pieces:
+            stream.write(piece)
+        stream.flush()
         return True
     except BrokenPipeError:
         try:

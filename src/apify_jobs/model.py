@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -233,8 +234,13 @@ class JobResult:
     run: RunFacts | None = None  # the run of the last attempt that started one (run facts)
     other_runs: list[RunFacts] = field(default_factory=list)  # runs earlier attempts started (paid for too)
     facts_note: str | None = None  # why no run facts are shown
-    previous: dict[str, Any] | None = None  # the earlier report's entry this job was resumed from
+    # The earlier report entry this job was resumed from, as JSON: 20,000 of them decoded are ~60 MB.
+    previous_json: str | None = None
     actor: bool = False
+
+    @property
+    def previous(self) -> dict[str, Any] | None:
+        return None if self.previous_json is None else dict(json.loads(self.previous_json))
 
     @property
     def runs(self) -> list[RunFacts]:

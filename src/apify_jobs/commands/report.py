@@ -23,9 +23,13 @@ def main(args: argparse.Namespace) -> int:
         return _merge(args)
     state = State(args.out_dir, create=False)
     try:
-        invocation, entries = state.entries(args.run)
+        return _write(args, state)
     finally:
         state.close()
+
+
+def _write(args: argparse.Namespace, state: State) -> int:
+    invocation, entries = state.entries(args.run)
     json_path = args.json or (None if args.junit else os.path.join(args.out_dir, DEFAULT_REPORT))
     if invocation is None:  # --run all: the latest result of every job that ever ran into the folder
         of = ReportOf(entries)
@@ -61,15 +65,15 @@ def _merge(args: argparse.Namespace) -> int:
     state = State(args.out_dir, create=False)
     try:
         invocation, entries = state.entries("last")
+        assert invocation is not None
+        json_path = args.json or os.path.join(args.out_dir, DEFAULT_REPORT)
+        of = ReportOf(entries, [], False, True, [], invocation.id, invocation.started_at, invocation.finished_at)
+        try:
+            report.write(of, json_path, args.junit)
+        except OutputFailure as failure:
+            raise UsageError(f"the report could not be written: {failure}") from None
     finally:
         state.close()
-    assert invocation is not None
-    json_path = args.json or os.path.join(args.out_dir, DEFAULT_REPORT)
-    of = ReportOf(entries, [], False, True, [], invocation.id, invocation.started_at, invocation.finished_at)
-    try:
-        report.write(of, json_path, args.junit)
-    except OutputFailure as failure:
-        raise UsageError(f"the report could not be written: {failure}") from None
     print_safely(f"apify-jobs: merged {len(args.merge)} folders ({merged.runs} runs) into {args.out_dir}: "
                  f"{len(entries)} jobs, {merged.linked} outputs linked, {merged.copied} copied; report {json_path}")
     return 1 if merged.conflicts else 0

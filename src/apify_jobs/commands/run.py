@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -16,7 +15,7 @@ from apify_jobs import jobfile, redaction
 from apify_jobs.api.client import ApiClient, ca_setting, check_base_url
 from apify_jobs.api.failures import JobFailure, OutputFailure
 from apify_jobs.api.request import DEFAULT_BASE_URL
-from apify_jobs.cli_output import configure_logging, parse_vars, print_problems, print_safely
+from apify_jobs.cli_output import configure_logging, parse_vars, print_problems, print_safely, write_safely
 from apify_jobs.errors import UsageError
 from apify_jobs.model import GoingRun, JobFile, JobResult
 from apify_jobs.outputs.destination import LocalFolder, check_writable_folder
@@ -92,7 +91,7 @@ def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destina
                   invocation.started_at if invocation else None, invocation.finished_at if invocation else None)
     # A reader that went away (`run | head`) must not cost the report or change the exit status.
     if args.json:  # the report itself, for scripts (`run --json | jq ...`), instead of the summary table
-        print_safely(redaction.redact(json.dumps(report.build(of), ensure_ascii=False, indent=2)))
+        write_safely(report.json_text(of))
     else:
         print_safely(summary(results) if not args.quiet else _failures_only(results))
     written = _write_reports(report_path, args.junit, of, args.html)

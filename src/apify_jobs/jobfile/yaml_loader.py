@@ -48,22 +48,37 @@ class YamlError(Exception):
         super().__init__(str(problem))
 
 
+# Where nodes were written is kept only this deep when loading ("jobs", 7): the position of every node of a
+# 20,000-job file is ~50 MB, and only a problem needs one. Deeper positions are found by parsing the text
+# again, once, when a problem asks for one.
+SHALLOW_DEPTH = 2
+
+
 @dataclass
 class Document:
-    """A loaded YAML document: plain JSON-like ``data`` and the 1-based position of every node."""
+    """A loaded YAML document: plain JSON-like ``data`` and the 1-based position of its nodes."""
 
     file: str
     data: Any
     positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
     sha256: str = ""  # of the bytes as read, for the report
+    text: str | None = None  # kept while positions are shallow, to find deeper ones
+    depth: int | None = None  # positions are kept for paths this long; None: for every node
+
+    def _positions_for(self, path: Path) -> None:
+        if self.depth is not None and len(path) > self.depth and self.text is not None:
+            full = _Builder(self.file).build(self.text)
+            self.positions, self.key_positions, self.depth, self.text = full.positions, full.key_positions, None, None
 
     def key_position(self, path: Path) -> tuple[int, int]:
         """Where the key that ends ``path`` was written (for 'unknown key' problems)."""
+        self._positions_for(path)
         return self.key_positions.get(tuple(path)) or self.position(path)
 
     def position(self, path: Path) -> tuple[int, int]:
         """Where ``path`` was written, or the nearest enclosing node that was (a value from an alias)."""
+        self._positions_for(path)
         for end in range(len(path), -1, -1):
             found = self.positions.get(tuple(path[:end]))
             if found:
@@ -94,7 +109,8 @@ def load_bytes(raw: bytes, file: str) -> Document:
         raise YamlError(Problem(file, line, column, "not UTF-8 text: save the file as UTF-8")) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    document = _Builder(file).build(text)
+    document = _Builder(file, SHALLOW_DEPTH).build(text)
+    document.text = text
     document.sha256 = hashlib.sha256(raw).hexdigest()
     return document
 
@@ -154,8 +170,9 @@ _BUILDING = object()
 
 
 class _Builder:
-    def __init__(self, file: str):
+    def __init__(self, file: str, depth: int | None = None):
         self.file = file
+        self.depth = depth  # record positions of paths up to this long; None: all
         self.positions: dict[Path, tuple[int, int]] = {}
         self.key_positions: dict[Path, tuple[int, int]] = {}
         self.anchors: dict[str, tuple[Any, int]] = {}  # name -> (value, expanded node count)
@@ -169,7 +186,7 @@ class _Builder:
         parser = None
         try:
             parser = _Parser(text)
-            return Document(self.file, self._consume(parser), self.positions, self.key_positions)
+            return Document(self.file, self._consume(parser), self.positions, self.key_positions, depth=self.depth)
         except yaml.reader.ReaderError as exc:
             line = text.count("\n", 0, exc.position) + 1
             column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
@@ -207,7 +224,8 @@ class _Builder:
                 opened = _Open({} if is_map else [], path, event.anchor, start)
                 if event.anchor:
                     self.anchors[event.anchor] = (_BUILDING, 0)
-                self.positions[path] = (start.line + 1, start.column + 1)
+                if self.depth is None or len(path) <= self.depth:
+                    self.positions[path] = (start.line + 1, start.column + 1)
                 stack.append(opened)
                 continue
             if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
@@ -219,7 +237,8 @@ class _Builder:
                 value, size, mark = self._scalar(event), 1, start
                 if event.anchor:
                     self.anchors[event.anchor] = (value, 1)
-                if not stack or stack[-1].key is not _NO_KEY or not isinstance(stack[-1].value, dict):
+                if self._records(stack) and (not stack or stack[-1].key is not _NO_KEY
+                                             or not isinstance(stack[-1].value, dict)):
                     path = self._child_path(stack, mark)
                     self.positions[path] = (mark.line + 1, mark.column + 1)
             elif isinstance(event, yaml.AliasEvent):
@@ -229,7 +248,8 @@ class _Builder:
                 if value is _BUILDING:
                     raise self.fail(start, f"alias *{event.anchor} refers to a node that contains it")
                 mark = start
-                if not stack or stack[-1].key is not _NO_KEY or not isinstance(stack[-1].value, dict):
+                if self._records(stack) and (not stack or stack[-1].key is not _NO_KEY
+                                             or not isinstance(stack[-1].value, dict)):
                     self.positions[self._child_path(stack, mark)] = (mark.line + 1, mark.column + 1)
             else:
                 continue
@@ -245,12 +265,17 @@ class _Builder:
                 parent.value.append(value)
             elif parent.key is _NO_KEY:
                 parent.key, parent.key_mark = self._key(value, mark, parent), mark
-                self.key_positions[parent.path + (parent.key,)] = (mark.line + 1, mark.column + 1)
-                self.positions[parent.path + (parent.key,)] = (mark.line + 1, mark.column + 1)
+                if self._records(stack):
+                    path, at = parent.path + (parent.key,), (mark.line + 1, mark.column + 1)
+                    self.key_positions[path] = self.positions[path] = at
             else:
                 parent.value[parent.key] = value
                 parent.key = _NO_KEY
         return result
+
+    def _records(self, stack: list[_Open]) -> bool:
+        """Whether a child of the innermost open node is deep enough to have its position kept."""
+        return self.depth is None or len(stack) <= self.depth
 
     def _child_path(self, stack: list[_Open], mark: Any) -> Path:
         if not stack:

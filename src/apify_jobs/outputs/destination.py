@@ -21,6 +21,7 @@ import queue
 import re
 import tempfile
 import threading
+from collections.abc import Iterable
 from types import TracebackType
 
 from apify_jobs.api.failures import Cancelled, OutputFailure
@@ -286,11 +287,13 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def write_file_whole(path: str, data: bytes) -> None:
-    """A small file (a report) written the same whole-or-nothing way, outside any run's cancel."""
+def write_file_whole(path: str, data: bytes | Iterable[bytes]) -> None:
+    """A report written the same whole-or-nothing way as outputs, outside any run's cancel; from pieces, so
+    that a report of many jobs is never held whole."""
     folder = LocalFolder(os.path.dirname(os.path.abspath(path)))
     with _FileWriter(folder, path, os.path.abspath(path), None, None) as writer:
-        writer.write(data)
+        for piece in [data] if isinstance(data, bytes) else data:
+            writer.write(piece)
         writer.commit()
     folder.sync()
 

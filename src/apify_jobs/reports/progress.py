@@ -80,8 +80,8 @@ def summary(results: list[JobResult]) -> str:
     for r in results:
         if r.succeeded and r.output:
             detail = r.output.path
-        elif r.previous is not None:  # resumed: its output is the earlier run's
-            detail = f"{(r.previous.get('output') or {}).get('path', '')} (resumed)"
+        elif (earlier := r.previous) is not None:  # resumed: its output is the earlier run's
+            detail = f"{(earlier.get('output') or {}).get('path', '')} (resumed)"
         elif r.error is not None:
             detail = f"{r.error.type}: {r.error.message}".strip(": ") or (r.note or "")
             if r.error.run_id and r.error.run_id not in detail:

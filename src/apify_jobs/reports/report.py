@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from apify_jobs import __version__
 from apify_jobs.model import GoingRun, JobResult, Status, now
@@ -25,11 +26,19 @@ def total_usage(results: list[JobResult]) -> tuple[float, bool] | None:
     return round(sum(run.usage_total_usd or 0.0 for run in runs), 6), any(run.preliminary for run in runs)
 
 
+class Entries(Protocol):
+    """Report entries: a list, or the state's (read a batch at a time, on every pass)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[dict[str, Any]]: ...
+
+
 @dataclass
 class ReportOf:
     """What a report is about: a run of the tool (or, with `report --run all`, the whole folder)."""
 
-    entries: list[dict[str, Any]]
+    entries: Entries
     files: list[dict[str, str]] = field(default_factory=list)
     interrupted: bool = False
     complete: bool = True  # False: the run was killed before it finished (its report is rebuilt from the state)
@@ -39,16 +48,25 @@ class ReportOf:
     finished_at: str | None = None
 
 
-def build(of: ReportOf) -> dict[str, Any]:
-    entries = of.entries
-    totals: dict[str, Any] = {"jobs": len(entries)}
-    totals.update({status.value: sum(e.get("status") == status.value for e in entries) for status in Status})
-    totals["failedExpectations"] = sum((e.get("error") or {}).get("type") == "expectation-failed" for e in entries)
-    usages = [run.get("usageTotalUsd") for e in entries if not e.get("resumed")
-              for run in [e, *(e.get("otherRuns") or [])] if isinstance(run.get("usageTotalUsd"), (int, float))]
+def _totals(entries: Entries) -> dict[str, Any]:
+    counts = dict.fromkeys((status.value for status in Status), 0)
+    failed_expectations, usages, preliminary = 0, [], False
+    for entry in entries:  # one pass: the state's entries are decoded as they come
+        if entry.get("status") in counts:
+            counts[entry["status"]] += 1
+        failed_expectations += (entry.get("error") or {}).get("type") == "expectation-failed"
+        if not entry.get("resumed"):
+            usages += [run["usageTotalUsd"] for run in [entry, *(entry.get("otherRuns") or [])]
+                       if isinstance(run.get("usageTotalUsd"), (int, float))]
+            preliminary = preliminary or bool(entry.get("usagePreliminary"))
+    totals: dict[str, Any] = {"jobs": len(entries), **counts, "failedExpectations": failed_expectations}
     if usages:
         totals["usageTotalUsd"] = round(sum(usages), 6)
-        totals["usagePreliminary"] = any(e.get("usagePreliminary") for e in entries if not e.get("resumed"))
+        totals["usagePreliminary"] = preliminary
+    return totals
+
+
+def _document(of: ReportOf, jobs: Any) -> dict[str, Any]:
     report: dict[str, Any] = {
         "tool": {"name": "apify-jobs", "version": __version__},
         "generatedAt": now(),
@@ -58,13 +76,33 @@ def build(of: ReportOf) -> dict[str, Any]:
         "complete": of.complete,
         "interrupted": of.interrupted,
         "files": of.files,
-        "totals": totals,
-        "jobs": entries,
+        "totals": _totals(of.entries),
+        "jobs": jobs,
     }
     if of.interrupted:
         report["runsStillGoing"] = [{"job": g.job, "runId": g.run_id, "consoleUrl": g.console_url,
                                      "aborted": g.aborted} for g in of.going]
     return report
+
+
+def build(of: ReportOf) -> dict[str, Any]:
+    """The whole report in memory (for the HTML and Markdown views; report.json is streamed by json_text)."""
+    return _document(of, list(of.entries))
+
+
+_JOBS_HERE = "\u0000jobs"
+
+
+def json_text(of: ReportOf) -> Iterator[str]:
+    """report.json in pieces, redacted, one job per line: its memory stays flat whatever the number of jobs."""
+    head = json.dumps(_document(of, _JOBS_HERE), indent=2, ensure_ascii=False)
+    before, after = head.split(json.dumps(_JOBS_HERE), 1)
+    yield redact(before + "[")
+    separator = "\n    "
+    for entry in of.entries:
+        yield redact(separator + json.dumps(entry, ensure_ascii=False))
+        separator = ",\n    "
+    yield redact(("]" if separator == "\n    " else "\n  ]") + after) + "\n"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -84,50 +122,59 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_json(path: str, report: dict[str, Any]) -> None:
-    text = redact(json.dumps(report, indent=2, ensure_ascii=False))
-    write_file_whole(path, text.encode("utf-8") + b"\n")
+def write_json(path: str, of: ReportOf) -> None:
+    write_file_whole(path, (piece.encode("utf-8") for piece in json_text(of)))
 
 
-def write_junit(path: str, entries: list[dict[str, Any]], wall_seconds: float | None = None) -> None:
-    from xml.etree import ElementTree  # only with --junit
+def write_junit(path: str, entries: Entries, wall_seconds: float | None = None) -> None:
+    """JUnit XML, written a test case at a time (one pass to count, one to write), like report.json."""
+    from xml.sax.saxutils import escape, quoteattr  # only with --junit
 
     def seconds(entry: dict[str, Any]) -> float:
         return float(entry.get("durationMs") or 0) / 1000
 
-    suite = ElementTree.Element("testsuite", {
-        "name": "apify-jobs", "tests": str(len(entries)),
-        "failures": str(sum(e.get("status") == "failed" for e in entries)),
-        "errors": "0",
-        "skipped": str(sum(e.get("status") in ("skipped", "cancelled") for e in entries)),
-        "time": f"{wall_seconds if wall_seconds is not None else sum(seconds(e) for e in entries):.3f}",
-    })
+    def element(name: str, attributes: dict[str, str], indent: str, text: str | None = None) -> str:
+        opening = f"{indent}<{name}" + "".join(f" {key}={quoteattr(value)}" for key, value in attributes.items())
+        return f"{opening} />\n" if text is None else f"{opening}>{escape(text)}</{name}>\n"
+
+    failures = skipped = 0
+    total_time = 0.0
     for entry in entries:
-        case = ElementTree.SubElement(suite, "testcase", {
-            "classname": os.path.relpath(str(entry.get("file") or ".")),
-            "name": str(entry.get("name")), "time": f"{seconds(entry):.3f}"})
-        if entry.get("runId"):
-            properties = ElementTree.SubElement(case, "properties")
-            for name in ("runId", "consoleUrl"):
-                ElementTree.SubElement(properties, "property", {"name": name, "value": str(entry[name])})
-        error = entry.get("error") or {}
-        if entry.get("status") == "failed":
-            failure = ElementTree.SubElement(case, "failure", {"type": str(error.get("type", "failed")),
-                                                               "message": str(error.get("message", ""))})
-            failure.text = json.dumps(error, ensure_ascii=False)
-        elif entry.get("status") in ("skipped", "cancelled"):
-            message = error.get("message", entry.get("note") or "")
-            ElementTree.SubElement(case, "skipped", {"message": f"{entry['status']}: {message}"})
-    root = ElementTree.Element("testsuites")
-    root.append(suite)
-    ElementTree.indent(root)
-    text = ElementTree.tostring(root, encoding="unicode", xml_declaration=True)
-    write_file_whole(path, redact(text).encode("utf-8") + b"\n")
+        failures += entry.get("status") == "failed"
+        skipped += entry.get("status") in ("skipped", "cancelled")
+        total_time += seconds(entry)
+    suite = {"name": "apify-jobs", "tests": str(len(entries)), "failures": str(failures), "errors": "0",
+             "skipped": str(skipped), "time": f"{wall_seconds if wall_seconds is not None else total_time:.3f}"}
+
+    def pieces() -> Iterator[bytes]:
+        opening = element("testsuite", suite, "  ")
+        yield f"<?xml version='1.0' encoding='utf-8'?>\n<testsuites>\n{opening[:-4]}>\n".encode()
+        for entry in entries:
+            case = element("testcase", {"classname": os.path.relpath(str(entry.get("file") or ".")),
+                                        "name": str(entry.get("name")), "time": f"{seconds(entry):.3f}"}, "    ")
+            inner: list[str] = []
+            if entry.get("runId"):
+                inner.append("      <properties>\n" + "".join(
+                    element("property", {"name": name, "value": str(entry[name])}, "        ")
+                    for name in ("runId", "consoleUrl")) + "      </properties>\n")
+            error = entry.get("error") or {}
+            if entry.get("status") == "failed":
+                inner.append(element("failure", {"type": str(error.get("type", "failed")),
+                                                 "message": str(error.get("message", ""))}, "      ",
+                                     json.dumps(error, ensure_ascii=False)))
+            elif entry.get("status") in ("skipped", "cancelled"):
+                message = error.get("message", entry.get("note") or "")
+                inner.append(element("skipped", {"message": f"{entry['status']}: {message}"}, "      "))
+            text = case if not inner else case[:-4] + ">\n" + "".join(inner) + "    </testcase>\n"
+            yield redact(text).encode("utf-8")
+        yield b"  </testsuite>\n</testsuites>\n"
+
+    write_file_whole(path, pieces())
 
 
 def write(of: ReportOf, json_path: str | None, junit_path: str | None, html_path: str | None = None) -> None:
     if json_path:
-        write_json(json_path, build(of))
+        write_json(json_path, of)
     if html_path:
         from apify_jobs.reports.html import render  # only with --html
 

@@ -30,12 +30,18 @@ class Journal(Protocol):
 
     def record(self, seq: int, result: JobResult) -> None: ...
 
+    def record_all(self, decided: list[tuple[int, JobResult]]) -> None:
+        """Many at once (the jobs --resume decided before the batch), in one commit."""
+
 
 class _NoJournal:
     def lease(self, job: str) -> str | None:
         return None
 
     def record(self, seq: int, result: JobResult) -> None:
+        pass
+
+    def record_all(self, decided: list[tuple[int, JobResult]]) -> None:
         pass
 
 
@@ -92,10 +98,10 @@ class Executor:
         for worker in workers:
             worker.start()
         self._pending = [entry for entry in self.plan.entries if entry.result is None]
-        for entry in self.plan.entries:
-            if entry.result is not None:  # resumed
-                self._journal.record(entry.seq, entry.result)
-                self.context.finished[entry.job.name] = entry.result
+        resumed = [(entry.seq, entry.result) for entry in self.plan.entries if entry.result is not None]
+        self._journal.record_all(resumed)
+        for _, result in resumed:
+            self.context.finished[result.name] = result
         try:
             with self._changed:
                 while not self.interrupted:

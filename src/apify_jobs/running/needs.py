@@ -139,7 +139,8 @@ class _Runtime(NeedsValues):
 
     def _output(self, name: str, result: JobResult) -> Any:
         if name not in self._outputs:
-            output = (result.previous or {}).get("output") if result.previous else (
+            earlier = result.previous
+            output = earlier.get("output") if earlier is not None else (
                 {"path": result.output.path, "contentType": result.output.content_type} if result.output else None)
             if not output or not output.get("path"):
                 raise NeedsValueFailed(f"{self._job.name}: {name} wrote no output to take values from")

@@ -8,7 +8,6 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -27,17 +26,11 @@ LOOK_AGAIN_AFTER = 2.0  # a run that certainly started but is not listed yet: on
 PRELIMINARY_FOR = timedelta(seconds=10)  # "wait about 10 seconds" for stable cost figures (Apify's docs)
 
 
-@dataclass
-class Listed:
-    run: dict[str, Any]
-    preliminary: bool
-
-
 def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.Event,
-              look_again_after: float | None = None) -> dict[str, Listed]:
+              look_again_after: float | None = None) -> dict[str, RunFacts]:
     """Each attempt's run (by attempt ID), looked up in its task's listing; attempts that started none are
-    simply absent."""
-    found: dict[str, Listed] = {}
+    simply absent. Only the facts are kept of each listed run (20,000 listed runs are ~30 MB as dicts)."""
+    found: dict[str, RunFacts] = {}
     by_task: dict[tuple[str, bool], list[Attempt]] = defaultdict(list)
     for attempt in attempts:
         by_task[(attempt.task, attempt.actor)].append(attempt)
@@ -51,7 +44,7 @@ def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.E
     return found
 
 
-def _look(client: ApiClient, task: str, actor: bool, wanted: list[Attempt], found: dict[str, Listed],
+def _look(client: ApiClient, task: str, actor: bool, wanted: list[Attempt], found: dict[str, RunFacts],
           cancelled: threading.Event) -> None:
     if not wanted:
         return
@@ -71,7 +64,7 @@ def _look(client: ApiClient, task: str, actor: bool, wanted: list[Attempt], foun
                 continue
             owner = by_id.get(attempt_id_of(run) or "") or by_run.get(str(run.get("id")))
             if owner is not None and owner.id not in found:
-                found[owner.id] = Listed(run, _preliminary(run, now))
+                found[owner.id] = _facts(run, _preliminary(run, now))
         start = started_at(page[-1]) if page and isinstance(page[-1], dict) else None
         done = all(a.id in found for a in wanted)
         if done or len(page) < PAGE or (window is not None and start is not None and start < window):
@@ -88,11 +81,10 @@ def _preliminary(run: dict[str, Any], now: Any) -> bool:
     return finished is None or now - finished < PRELIMINARY_FOR
 
 
-def facts_of(listed: Listed) -> RunFacts:
-    run = listed.run
+def _facts(run: dict[str, Any], preliminary: bool) -> RunFacts:
     usage = run.get("usageTotalUsd")
     return RunFacts(str(run["id"]), run.get("status"), float(usage) if isinstance(usage, (int, float)) else None,
-                    run.get("defaultDatasetId"), run.get("defaultKeyValueStoreId"), listed.preliminary)
+                    run.get("defaultDatasetId"), run.get("defaultKeyValueStoreId"), preliminary)
 
 
 def add_run_facts(client: ApiClient, attempts: Attempts, results: list[JobResult]) -> None:
@@ -108,7 +100,7 @@ def add_run_facts(client: ApiClient, attempts: Attempts, results: list[JobResult
         return
     started = {a.id for a in attempts.all() if a.started_run}
     for result in sent:
-        runs = [facts_of(found[attempt_id]) for attempt_id in result.attempt_ids if attempt_id in found]
+        runs = [found[attempt_id] for attempt_id in result.attempt_ids if attempt_id in found]
         if runs:
             result.run, result.other_runs = runs[-1], runs[:-1]
         elif any(attempt_id in started for attempt_id in result.attempt_ids):
@@ -123,8 +115,8 @@ def still_running(client: ApiClient, attempts: Attempts, results: list[JobResult
         return []
     started = time.monotonic()
     found = find_runs(client, suspects, threading.Event(), look_again_after=0.5)
-    going = [GoingRun(a.job, str(found[a.id].run["id"])) for a in suspects
-             if a.id in found and found[a.id].run.get("status") not in TERMINAL]
+    going = [GoingRun(a.job, found[a.id].run_id) for a in suspects
+             if a.id in found and found[a.id].status not in TERMINAL]
     for entry in going if abort else []:
         try:
             with client.abort_run(entry.run_id):

@@ -32,7 +32,6 @@ from apify_jobs.model import SYNC_WAIT_SECONDS, Job, JobError, JobResult, Recove
 from apify_jobs.outputs.destination import Destination
 from apify_jobs.outputs.expect import Check
 from apify_jobs.running.needs import NeedsValueFailed, resolved, uses_needs
-from apify_jobs.running.run_facts import facts_of as listed_facts
 from apify_jobs.running.run_facts import find_runs
 
 log = logging.getLogger("apify_jobs")
@@ -139,10 +138,10 @@ def facts_of(result: JobResult, context: RunContext) -> dict[str, Any]:
         attempts = [Attempt(attempt_id, result.name, result.task, n, result.actor, sent_at=0.0)
                     for n, attempt_id in enumerate(ids)]
         found = find_runs(context.client, attempts, context.cancelled)
-        return listed_facts(found[ids[-1]]).to_dict() if ids[-1] in found else earlier
+        return found[ids[-1]].to_dict() if ids[-1] in found else earlier
     if result.run is None and result.attempt_ids:
         found = find_runs(context.client, context.attempts.of_job(result.name), context.cancelled)
-        runs = [listed_facts(found[a]) for a in result.attempt_ids if a in found]
+        runs = [found[a] for a in result.attempt_ids if a in found]
         if runs:
             result.run, result.other_runs = runs[-1], runs[:-1]
     if result.run is None and result.recovery is not None and result.recovery.run_id:

@@ -107,17 +107,21 @@ def resume(plan: Plan, state: State, destination: Destination, base_url: str) ->
 
 def resumed_result(job: Job, state: State, destination: Destination, base_url: str) -> JobResult | None:
     """The job as resumed, if its latest success for the request it would send now still stands."""
-    earlier = still_standing(job, state, destination, base_url)
+    result = new_result(job, build_request(job, base_url))
+    earlier = _standing(result, state, destination)
     if earlier is None:
         return None
-    result = new_result(job, build_request(job, base_url))
-    result.status, result.resumed, result.previous = Status.SUCCEEDED, True, earlier.entry
+    result.status, result.resumed, result.previous_json = Status.SUCCEEDED, True, earlier.text
     return result
 
 
 def still_standing(job: Job, state: State, destination: Destination, base_url: str) -> Earlier | None:
     """The job's latest success for the request it would send now, if its output is still intact."""
-    earlier = state.latest_success(job.name, request_key(new_result(job, build_request(job, base_url))))
+    return _standing(new_result(job, build_request(job, base_url)), state, destination)
+
+
+def _standing(result: JobResult, state: State, destination: Destination) -> Earlier | None:
+    earlier = state.latest_success(result.name, request_key(result))
     output = (earlier.entry.get("output") or {}) if earlier else {}
     if earlier is None or not output.get("path") or destination.sha256_of(output["path"]) != output.get("sha256"):
         return None

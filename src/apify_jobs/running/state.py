@@ -22,6 +22,7 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +112,12 @@ class Invocation:
 class Earlier:
     """An earlier succeeded result of a job, for `--resume`."""
 
-    entry: dict[str, Any]
+    text: str  # the report entry, as stored
     finished_at: str | None
+
+    @property
+    def entry(self) -> dict[str, Any]:
+        return dict(json.loads(self.text))
 
 
 def _process_start(pid: int) -> str | None:
@@ -287,15 +292,17 @@ class State:
         """Commit ``result`` (its output is in place already) and release the job's lease, and return only once
         that is committed. Results that end meanwhile in other threads share one transaction (group commit):
         one transaction per job, each waiting for the GIL, cost ~1.7 ms a job at concurrency 64."""
-        entry = result.to_dict()
-        output = entry.get("output") or {}
-        row = (self.invocation, seq, result.name, request_key(result), entry["status"],
-               result.error.type if result.error else None, int(result.resumed),
-               output.get("path"), output.get("sha256"), entry.get("finishedAt"),
-               redact(json.dumps(entry, ensure_ascii=False)))
+        self.record_all([(seq, result)])
+
+    def record_all(self, decided: list[tuple[int, JobResult]]) -> None:
+        """record() for many results at once, in one transaction (the jobs a `--resume` skips)."""
+        for start in range(0, len(decided), 1000):  # a bounded transaction, and bounded memory
+            self._record_rows([self._row(seq, result) for seq, result in decided[start:start + 1000]])
+
+    def _record_rows(self, rows: list[tuple[Any, ...]]) -> None:
         with self._group:
-            self._queued.append(row)
-            self._enqueued += 1
+            self._queued.extend(rows)
+            self._enqueued += len(rows)
             ticket = self._enqueued
             while self._committed < ticket:
                 if self._committing:
@@ -315,9 +322,18 @@ class State:
                     self._committed = last
                     self._failures.update({n: failure for n in range(last - len(batch) + 1, last + 1)} if failure else {})
                     self._group.notify_all()
-            failed = self._failures.pop(ticket, None)
-        if failed is not None:
-            raise failed
+            failed = [self._failures.pop(n, None) for n in range(ticket - len(rows) + 1, ticket + 1)]
+        first = next((failure for failure in failed if failure is not None), None)
+        if first is not None:
+            raise first
+
+    def _row(self, seq: int, result: JobResult) -> tuple[Any, ...]:
+        entry = result.to_dict()
+        output = entry.get("output") or {}
+        return (self.invocation, seq, result.name, request_key(result), entry["status"],
+                result.error.type if result.error else None, int(result.resumed),
+                output.get("path"), output.get("sha256"), entry.get("finishedAt"),
+                redact(json.dumps(entry, ensure_ascii=False)))
 
     def _commit(self, rows: list[tuple[Any, ...]]) -> None:
         with self._lock:
@@ -332,15 +348,15 @@ class State:
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
 
-    def update(self, results: list[JobResult]) -> None:
+    def update(self, results: Iterable[JobResult]) -> None:
         """Rewrite this invocation's entries of ``results`` (run facts arrive after the jobs ended)."""
         with self._lock:
             try:
                 with self._transaction():
                     self._db.executemany(
                         "UPDATE results SET entry = ? WHERE invocation = ? AND job = ? AND resumed = 0",
-                        [(redact(json.dumps(r.to_dict(), ensure_ascii=False)), self.invocation, r.name)
-                         for r in results])
+                        ((redact(json.dumps(r.to_dict(), ensure_ascii=False)), self.invocation, r.name)
+                         for r in results))
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
 
@@ -356,7 +372,7 @@ class State:
                 "AND id > ? LIMIT 1", (job, key, row[2])).fetchone() is not None
         if row is None or rejected:
             return None
-        return Earlier(json.loads(row[0]), row[1])
+        return Earlier(row[0], row[1])
 
     def everything(self) -> tuple[list[Invocation], list[StoredResult]]:
         """Every run and every result, oldest first (what `report --merge` copies)."""
@@ -387,20 +403,45 @@ class State:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
         return number
 
-    def entries(self, which: str) -> tuple[Invocation | None, list[dict[str, Any]]]:
+    def entries(self, which: str) -> tuple[Invocation | None, StoredEntries]:
         """The report entries of one invocation (``last`` or a number), in the order it selected them; or with
-        ``all``, each job's latest entry over every invocation."""
-        with self._lock:
-            if which == "all":
-                rows = self._db.execute(
-                    "SELECT entry FROM results WHERE id IN (SELECT max(id) FROM results GROUP BY job) "
-                    "ORDER BY job").fetchall()
-                return None, [json.loads(row[0]) for row in rows]
+        ``all``, each job's latest entry over every invocation. Read a batch at a time whenever iterated (the
+        state must stay open meanwhile): a report of 20,000 jobs never holds 20,000 entries."""
+        if which == "all":
+            with self._lock:
+                ids = [row[0] for row in self._db.execute(
+                    "SELECT max(id) FROM results GROUP BY job ORDER BY job")]
+            return None, StoredEntries(self, ids)
         invocation = self.invocation_of(which)
         with self._lock:
-            rows = self._db.execute("SELECT entry FROM results WHERE invocation = ? ORDER BY seq, id",
-                                    (invocation.id,)).fetchall()
-        return invocation, [json.loads(row[0]) for row in rows]
+            ids = [row[0] for row in self._db.execute("SELECT id FROM results WHERE invocation = ? ORDER BY seq, id",
+                                                      (invocation.id,))]
+        return invocation, StoredEntries(self, ids)
+
+    def _entries_by_id(self, ids: list[int]) -> dict[int, str]:
+        with self._lock:
+            marks = ",".join("?" * len(ids))
+            return dict(self._db.execute(f"SELECT id, entry FROM results WHERE id IN ({marks})", ids).fetchall())
+
+
+class StoredEntries:
+    """Report entries in the state, decoded one batch at a time, as often as they are iterated."""
+
+    BATCH = 500
+
+    def __init__(self, state: State, ids: list[int]):
+        self._state = state
+        self._ids = ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(self._ids), self.BATCH):
+            batch = self._ids[start:start + self.BATCH]
+            texts = self._state._entries_by_id(batch)
+            for number in batch:
+                yield json.loads(texts[number])
 
 
 @dataclass(frozen=True)
