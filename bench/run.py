@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,11 @@ class EmulatorProcess:
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.process.stdout.readline()  # "listening on ..." once it is ready
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def streamed_bytes(self) -> int:
+        """Body bytes the emulator sent of large generated answers so far (compressed, when it compressed)."""
+        with urllib.request.urlopen(f"{self.url}/_emulator/stats") as answer:
+            return int(json.load(answer)["streamedBytes"])
 
     def close(self) -> None:
         self.process.terminate()
@@ -119,26 +126,102 @@ def run_env(emulator: EmulatorProcess) -> dict[str, str]:
     return {"APIFY_API_BASE_URL": emulator.url, "APIFY_TOKEN": "bench"}
 
 
-def bench_parallel(work: Path, repeat: int) -> Result:
-    jobs, latency, concurrency = 200, 0.25, 50
+def emulator_url_for(emulator: EmulatorProcess, task: int, endpoint: str = "run-sync") -> str:
+    return f"{emulator.url}/v2/actor-tasks/me~t{task}/{endpoint}"
+
+
+def run_command(path: Path, out: Path, *extra: str) -> list[str]:
+    return [*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q", *extra]
+
+
+_startup: list[Sample] = []
+
+
+def startup_samples(work: Path, repeat: int) -> list[Sample]:
+    """The tool's own start-up in a run: one job at zero latency (imports, loading, the state, the report,
+    the run-facts look-up), measured once per session and shared by the goals of the form ideal + start-up."""
+    if not _startup:
+        emulator = EmulatorProcess(work, {"latency": 0})
+        try:
+            one = jobs_file(work / "startup-one.yaml", 1, 1)
+            _startup.extend(measure(run_command(one, work / "out-startup"), run_env(emulator))
+                            for _ in range(repeat + 1))
+            del _startup[0]  # warm-up
+        finally:
+            emulator.close()
+    return _startup
+
+
+def parallel_against_xargs(work: Path, repeat: int, name: str, jobs: int, latency: float,
+                           concurrency: int) -> tuple[list[Sample], list[Sample]]:
+    """`apify-jobs run` of ``jobs`` jobs against `xargs -P concurrency curl` sending the same POSTs."""
     emulator = EmulatorProcess(work, {"latency": latency})
     try:
-        path = jobs_file(work / "parallel.yaml", jobs, concurrency)
-        out = work / "out-parallel"
+        path = jobs_file(work / f"{name}.yaml", jobs, concurrency)
+        out = work / f"out-{name}"
+        urls = work / f"{name}.urls"
+        urls.write_text("".join(emulator_url_for(emulator, i % 7) + "\n" for i in range(jobs)))
         def subject():
-            return measure([*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q"], run_env(emulator))
-        urls = " ".join(f"{emulator.url}/v2/actor-tasks/me~t{i % 7}/run-sync" for i in range(jobs))
+            shutil.rmtree(out, ignore_errors=True)
+            return measure(run_command(path, out), run_env(emulator))
         def baseline():
-            return measure(shell(f"printf '%s\\n' {urls} | xargs -P {concurrency} -I URL "
-                                                 + curl_post("URL")))
-        ours, theirs = alternate(repeat, subject, baseline)
+            return measure(shell(f"xargs -P {concurrency} -I URL {curl_post('URL')} < {urls}"))
+        return alternate(repeat, subject, baseline)
     finally:
         emulator.close()
-    ideal = jobs / concurrency * latency
+
+
+def bench_wide(work: Path, repeat: int) -> Result:
+    jobs, latency, concurrency = 2000, 1.0, 256
+    ours, theirs = parallel_against_xargs(work, repeat, "wide", jobs, latency, concurrency)
+    startup = median(startup_samples(work, repeat))
+    ideal = math.ceil(jobs / concurrency) * latency
+    result = Result("wide parallel: 2,000 jobs, 1 s latency, concurrency 256", "apify-jobs run",
+                    f"xargs -P {concurrency} curl", median(ours), median(theirs), "s")
+    result.goals = [(f"vs ideal {ideal:g} s + start-up {startup:.2f} s", median(ours) / (ideal + startup), 1.10),
+                    ("vs xargs curl", median(ours) / median(theirs), 1.05),
+                    ("peak RSS, MB", max(s.max_rss_mb for s in ours), 200.0)]
+    return result
+
+
+def bench_parallel(work: Path, repeat: int) -> Result:
+    jobs, latency, concurrency = 200, 0.25, 50
+    ours, theirs = parallel_against_xargs(work, repeat, "parallel", jobs, latency, concurrency)
+    startup = median(startup_samples(work, repeat))
+    ideal = math.ceil(jobs / concurrency) * latency
     result = Result("parallel: 200 jobs, 250 ms latency, concurrency 50", "apify-jobs run",
                     f"xargs -P {concurrency} curl", median(ours), median(theirs), "s")
-    result.goals = [("vs xargs curl", median(ours) / median(theirs), 1.10), ("vs ideal 1.0 s", median(ours) / ideal, 1.25)]
+    result.goals = [("vs xargs curl", median(ours) / median(theirs), 1.10),
+                    (f"vs ideal {ideal:g} s + start-up {startup:.2f} s", median(ours) / (ideal + startup), 1.25)]
     return result
+
+
+SCALE_JOBS = 20_000
+
+
+def scale_file(work: Path) -> Path:
+    path = work / "scale.yaml"
+    return path if path.exists() else jobs_file(path, SCALE_JOBS, 64)
+
+
+def history_folder(work: Path) -> Path:
+    """A folder into which 20,000 jobs ran already (its state holds their 20,000 results), made once."""
+    folder = work / "out-history-template"
+    if not (folder / ".apify-jobs").exists():
+        emulator = EmulatorProcess(work, {"latency": 0})
+        try:
+            measure(run_command(scale_file(work), folder), run_env(emulator))
+        finally:
+            emulator.close()
+    return folder
+
+
+def copy_of(folder: Path, to: Path) -> Path:
+    """A copy of an output folder: the state copied (it is written to), the outputs hard-linked (cheap)."""
+    shutil.rmtree(to, ignore_errors=True)
+    shutil.copytree(folder, to, copy_function=os.link, ignore=shutil.ignore_patterns(".apify-jobs"))
+    shutil.copytree(folder / ".apify-jobs", to / ".apify-jobs")
+    return to
 
 
 def bench_overhead(work: Path, repeat: int) -> Result:
@@ -146,40 +229,58 @@ def bench_overhead(work: Path, repeat: int) -> Result:
     emulator = EmulatorProcess(work, {"latency": 0})
     try:
         many = jobs_file(work / "overhead.yaml", jobs, 1)
-        one = jobs_file(work / "overhead-one.yaml", 1, 1)
         out = work / "out-overhead"
-        def run(path):
-            return measure([*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q"], run_env(emulator))
-        urls = " ".join(f"{emulator.url}/v2/actor-tasks/me~t{i % 7}/run-sync" for i in range(jobs))
+        def into_empty():
+            shutil.rmtree(out, ignore_errors=True)
+            return measure(run_command(many, out), run_env(emulator))
+        urls = " ".join(emulator_url_for(emulator, i % 7) for i in range(jobs))
         def baseline():
             return measure(shell(f"for u in {urls}; do {curl_post('$u')}; done"))
-        ours, theirs = alternate(repeat, lambda: run(many), baseline)
-        startup = [run(one) for _ in range(repeat)]
+        ours, theirs = alternate(repeat, into_empty, baseline)
+        template = history_folder(work)
+        def into_history():
+            return measure(run_command(many, copy_of(template, work / "out-overhead-history")), run_env(emulator))
+        full, empty = alternate(repeat, into_history, into_empty)
     finally:
         emulator.close()
-    per_job_ms = (median(ours) - median(startup)) / (jobs - 1) * 1000
-    result = Result("per-job overhead: 300 jobs, no latency, one at a time", "apify-jobs run",
+    startup = median(startup_samples(work, repeat))
+    per_job_ms = (median(ours) - startup) / (jobs - 1) * 1000
+    result = Result("per-job overhead: 300 jobs, no latency, one at a time, state on", "apify-jobs run",
                     "shell loop of curl", median(ours), median(theirs), "s")
-    result.goals = [("vs curl loop", median(ours) / median(theirs), 0.5), ("ms per job above start-up", per_job_ms, 3.0)]
+    result.goals = [("vs curl loop", median(ours) / median(theirs), 0.5),
+                    ("ms per job above start-up", per_job_ms, 3.0),
+                    (f"into a folder holding {SCALE_JOBS:,} results vs an empty one", median(full) / median(empty),
+                     1.10)]
     return result
 
 
-def bench_validate(work: Path, repeat: int) -> Result:
-    path = jobs_file(work / "validate.yaml", 5000, 8,
-                     ", options: {memory: 1024, timeout: 120, webhooks: [{eventTypes: [ACTOR.RUN.FAILED], "
-                     "requestUrl: 'https://h.example/x'}]}, retry: {attempts: 3, on: [connection]}")
+def bench_scale(work: Path, repeat: int) -> Result:
+    path = scale_file(work)
     checker = shutil.which("check-jsonschema", path=str(Path(PYTHON).parent)) or shutil.which("check-jsonschema")
     if not checker:
         raise SystemExit("check-jsonschema is not installed: pip install -e '.[bench]'")
     schema = REPO / "schema" / "jobs.schema.json"
-    def subject():
-        return measure([*APIFY_JOBS, "validate", str(path)])
-    def baseline():
-        return measure([checker, "--schemafile", str(schema), str(path)])
-    ours, theirs = alternate(repeat, subject, baseline)
-    result = Result("validation: one file of 5,000 jobs", "apify-jobs validate", "check-jsonschema --schemafile",
-                    median(ours), median(theirs), "s")
-    result.goals = [("vs check-jsonschema", median(ours) / median(theirs), 1.0)]
+    ours, theirs = alternate(repeat, lambda: measure([*APIFY_JOBS, "validate", str(path)]),
+                             lambda: measure([checker, "--schemafile", str(schema), str(path)]))
+    emulator = EmulatorProcess(work, {"latency": 0})
+    try:
+        out = work / "out-scale"
+        def run() -> Sample:
+            shutil.rmtree(out, ignore_errors=True)
+            return measure(run_command(path, out), run_env(emulator))
+        runs, resumes = [], []
+        for _ in range(max(1, (repeat + 1) // 2)):  # ~35 s each: half the repeats, each run then resumed
+            runs.append(run())
+            resumes += [measure(run_command(path, out, "--resume"), run_env(emulator)) for _ in range(2)]
+    finally:
+        emulator.close()
+    result = Result(f"scale: {SCALE_JOBS:,} jobs in one file, concurrency 64, no latency", "apify-jobs validate",
+                    "check-jsonschema --schemafile", median(ours), median(theirs), "s")
+    result.goals = [("validate vs check-jsonschema", median(ours) / median(theirs), 0.5),
+                    ("run: peak RSS, MB", max(s.max_rss_mb for s in runs), 150.0),
+                    ("run: seconds (context)", median(runs), None),
+                    ("--resume of the finished batch, s", median(resumes), 5.0),
+                    ("--resume: peak RSS, MB (context)", max(s.max_rss_mb for s in resumes), None)]
     return result
 
 
@@ -190,48 +291,50 @@ def bench_streaming(work: Path, repeat: int) -> Result:
         path = jobs_file(work / "stream.yaml", 1, 1)
         out = work / "out-stream"
         def subject():
-            return measure([*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q"], run_env(emulator))
-        url = f"{emulator.url}/v2/actor-tasks/me~t0/run-sync"
+            return measure(run_command(path, out, "--no-run-facts"), run_env(emulator))
+        target = work / "curl.out"
         def baseline():
-            return measure(shell(curl_post(url)))
+            return measure(shell(f"{curl_post(emulator_url_for(emulator, 0), str(target))} && sync -f {target}"))
         ours, theirs = alternate(repeat, subject, baseline)
-        # Context: curl writing the same bytes to a file on the same disk and syncing it, as we do.
-        to_disk = [measure(shell(f"{curl_post(url, str(work / 'curl.out'))} && sync -f {work / 'curl.out'}"))
-                   for _ in range(repeat)]
     finally:
         emulator.close()
     assert (out / "job0.bin").stat().st_size == size
-    result = Result("streaming: a 512 MiB output", "apify-jobs run", "curl -o /dev/null", median(ours), median(theirs), "s")
-    result.goals = [("vs curl", median(ours) / median(theirs), 1.5),
-                    ("vs curl -o file && sync (context)", median(ours) / median(to_disk), None),
+    result = Result("streaming: a 512 MiB output", "apify-jobs run", "curl -o FILE && sync", median(ours),
+                    median(theirs), "s")
+    result.goals = [("vs curl -o FILE && sync", median(ours) / median(theirs), 1.2),
                     ("peak RSS, MB", max(s.max_rss_mb for s in ours), 100.0)]
     return result
 
 
-def bench_history(work: Path, repeat: int) -> Result:
-    """20,000 jobs run into an empty folder, then again into the same one: the second run must cost no more
-    (time, and bytes the state grows by) although the state already holds the first run's 20,000 results."""
-    jobs = 20_000
-    emulator = EmulatorProcess(work, {"latency": 0})
+def bench_gzip(work: Path, repeat: int) -> Result:
+    """The same size as a JSON dataset (5.4 million items), served gzip-compressed to clients that ask."""
+    items = 5_400_000  # 100 bytes each with its comma: ~515 MiB
+    emulator = EmulatorProcess(work, {"generatedItems": items, "gzip": True})
     try:
-        path = jobs_file(work / "history.yaml", jobs, 64)
-        firsts, seconds, growth = [], [], []
-        for pair in range(max(1, min(repeat, 2))):
-            out = work / f"out-history-{pair}"
-            state = out / ".apify-jobs" / "state.sqlite3"
-            command = [*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q"]
-            firsts.append(measure(command, run_env(emulator)))
-            after_one = _state_bytes(state)
-            seconds.append(measure(command, run_env(emulator)))
-            growth.append((_state_bytes(state) - after_one) / after_one)
+        path = work / "gzip.yaml"
+        path.write_text("version: 1\njobs:\n  - {name: job0, task: me~t0, dataset: {format: json}}\n")
+        out = work / "out-gzip"
+        wire: dict[str, list[int]] = {"ours": [], "curl": []}
+        def over_the_wire(who: str, command: list[str], env: dict[str, str] | None = None) -> Sample:
+            before = emulator.streamed_bytes()
+            sample = measure(command, env)
+            wire[who].append(emulator.streamed_bytes() - before)
+            return sample
+        target = work / "curl-gzip.out"
+        url = emulator_url_for(emulator, 0, "run-sync-get-dataset-items") + "?format=json"
+        ours, theirs = alternate(
+            repeat, lambda: over_the_wire("ours", run_command(path, out, "--no-run-facts"), run_env(emulator)),
+            lambda: over_the_wire("curl", shell(f"{curl_post(url, str(target))} --compressed && sync -f {target}")))
     finally:
         emulator.close()
-    result = Result("history: 20,000 jobs at concurrency 64, run twice into one folder", "second run",
-                    "first run (empty folder)", median(seconds), median(firsts), "s")
-    result.goals = [("second vs first run", median(seconds) / median(firsts), 1.10),
-                    ("state growth of the second run vs the first", statistics.median(growth), 1.10),
-                    ("per job, ms (first run)", median(firsts) / jobs * 1000, None),
-                    ("peak RSS, MB", max(s.max_rss_mb for s in firsts + seconds), None)]
+    assert (out / "job0.json").stat().st_size == target.stat().st_size > 500 * MiB
+    ratio = statistics.median(wire["ours"]) / statistics.median(wire["curl"])
+    result = Result("gzip: a 512 MiB JSON dataset served compressed", "apify-jobs run",
+                    "curl --compressed -o FILE && sync", median(ours), median(theirs), "s")
+    result.goals = [("vs curl --compressed -o FILE && sync", median(ours) / median(theirs), 1.2),
+                    ("bytes over the wire vs curl's", ratio, 1.05),
+                    ("MB over the wire (context)", statistics.median(wire["ours"]) / 1e6, None),
+                    ("peak RSS, MB", max(s.max_rss_mb for s in ours), 100.0)]
     return result
 
 
@@ -249,8 +352,7 @@ def bench_expect(work: Path, repeat: int) -> Result:
             return path
         unchecked, default, counted = job("{nonEmpty: false}"), job("{}"), job("{minItems: 1000}")
         def run(path: Path) -> Sample:
-            return measure([*APIFY_JOBS, "run", str(path), "--out-dir", str(out), "-q", "--no-run-facts"],
-                           run_env(emulator))
+            return measure(run_command(path, out, "--no-run-facts"), run_env(emulator))
         ours, theirs = alternate(repeat, lambda: run(default), lambda: run(unchecked))
         count = [run(counted) for _ in range(max(1, repeat // 2))]
     finally:
@@ -263,25 +365,27 @@ def bench_expect(work: Path, repeat: int) -> Result:
     return result
 
 
-def _state_bytes(state: Path) -> int:
-    return sum(p.stat().st_size for p in state.parent.glob(state.name + "*"))
-
-
 def bench_startup(work: Path, repeat: int) -> Result:
-    def subject():
-        return measure([*APIFY_JOBS, "--version"])
-    def baseline():
-        return measure([PYTHON, "-c", "pass"])
-    ours, theirs = alternate(repeat * 2, subject, baseline)
-    result = Result("start-up: apify-jobs --version", "apify-jobs --version", "python -c pass", median(ours),
-                    median(theirs), "s")
-    result.goals = [("seconds", median(ours), 0.25)]
+    checker = shutil.which("check-jsonschema", path=str(Path(PYTHON).parent)) or shutil.which("check-jsonschema")
+    if not checker:
+        raise SystemExit("check-jsonschema is not installed: pip install -e '.[bench]'")
+    version, python = alternate(repeat * 2, lambda: measure([*APIFY_JOBS, "--version"]),
+                                lambda: measure([PYTHON, "-c", "pass"]))
+    # What a pre-commit hook pays on every commit: the example job files, validated.
+    files = [str(p) for p in sorted((REPO / "jobs").glob("*.yaml"))]
+    schema = REPO / "schema" / "jobs.schema.json"
+    ours, theirs = alternate(repeat, lambda: measure([*APIFY_JOBS, "validate", str(REPO / "jobs")]),
+                             lambda: measure([checker, "--schemafile", str(schema), *files]))
+    result = Result("start-up: apify-jobs --version; validate of jobs/", "apify-jobs validate jobs/",
+                    "check-jsonschema --schemafile", median(ours), median(theirs), "s")
+    result.goals = [("--version, s", median(version), 0.25),
+                    ("python -c pass, s (context)", median(python), None),
+                    ("validate jobs/ vs check-jsonschema", median(ours) / median(theirs), 1.0)]
     return result
 
 
-BENCHMARKS = {"parallel": bench_parallel, "overhead": bench_overhead, "validate": bench_validate,
-              "streaming": bench_streaming, "history": bench_history, "expect": bench_expect,
-              "startup": bench_startup}
+BENCHMARKS = {"wide": bench_wide, "parallel": bench_parallel, "scale": bench_scale, "overhead": bench_overhead,
+              "streaming": bench_streaming, "gzip": bench_gzip, "expect": bench_expect, "startup": bench_startup}
 
 
 def machine() -> str:

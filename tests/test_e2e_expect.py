@@ -155,3 +155,18 @@ def test_a_large_generated_dataset_is_counted_while_it_streams(cli, emulator, tm
     code, jobs, out, _ = run(cli, tmp_path, "{name: b, task: me~t, dataset: {format: json}, expect: {minItems: 30001}}")
     assert code == 1 and "30000 items, fewer than minItems 30001" in jobs["b"]["error"]["message"]
     assert server.state.per_task == {"me~t": 2}
+
+
+def test_a_gzip_served_dataset_is_saved_decoded_and_crosses_the_wire_compressed(cli, emulator, tmp_path: Path) -> None:
+    """The emulator serves a generated dataset compressed to a client that asks for gzip; the output is the
+    decoded bytes (the same as served plain), counted while it streams, and what crossed the wire is smaller."""
+    plain = emulator({"tasks": {"me~t": {"generatedItems": 30_000}}})
+    code, jobs, out, _ = run(cli, tmp_path, "{name: a, task: me~t, dataset: {format: json}, expect: {minItems: 30000}}")
+    assert code == 0 and plain.state.per_task == {"me~t": 1}
+    expected = (out / "a.json").read_bytes()
+    assert plain.state.stats()["streamedBytes"] == len(expected)
+    packed = emulator({"tasks": {"me~t": {"generatedItems": 30_000, "gzip": True}}})
+    code, jobs, out, _ = run(cli, tmp_path, "{name: a, task: me~t, dataset: {format: json}, expect: {minItems: 30000}}")
+    assert code == 0 and packed.state.per_task == {"me~t": 1}
+    assert (out / "a.json").read_bytes() == expected and jobs["a"]["output"]["bytes"] == len(expected)
+    assert 0 < packed.state.stats()["streamedBytes"] < len(expected) / 5

@@ -173,5 +173,6 @@ class Handler(BaseHTTPRequestHandler):
             piece = block[: min(len(block), stop - sent)]
             self.wfile.write(piece)
             sent += len(piece)
+        self.state.count_streamed(sent)
         if sent < total:
             self.drop()

@@ -103,7 +103,7 @@ def _answer(handler: Handler, behaviour: Behaviour, task: str, endpoint: str, re
         handler.stream_large(behaviour.body_bytes, run.content_type, cut)
         return
     if behaviour.generated_items is not None and endpoint != "run-sync":
-        stream_generated(handler, behaviour.generated_items, request.query)
+        stream_generated(handler, behaviour.generated_items, request.query, behaviour.gzip)
         return
     if behaviour.trickle:
         handler.trickle(run.output, run.content_type, behaviour.trickle)
@@ -131,7 +131,7 @@ def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Reque
               started_at=handler.state.clock(), status="RUNNING", output=output, content_type=content_type,
               items=list(behaviour.items) if behaviour.items is not None else [echo],
               user_agent=request.headers.get("User-Agent"), body_bytes=behaviour.body_bytes,
-              generated_items=behaviour.generated_items,
+              generated_items=behaviour.generated_items, gzip=behaviour.gzip,
               listed_from=time.monotonic() + handler.state.script.platform.listing_delay,
               actor="actor" in request.params)
     with handler.state.lock:

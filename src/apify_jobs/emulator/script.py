@@ -31,9 +31,11 @@ class Behaviour:
     items: tuple[Any, ...] | None = None  # the run's dataset items (default: one, the echo)
     output: Any = _ECHO  # the run's OUTPUT record as JSON (default: the echo); `null` in the script: none
     generated_items: int | None = None  # a dataset of this many generated product items, streamed, never held
+    gzip: bool = False  # generated datasets gzip-compressed to clients that accept it, as the platform does
 
     KEYS = ("latency", "respond", "status", "errorType", "retryAfter", "html", "drop", "bodyBytes", "contentType",
-            "runStatus", "message", "trickle", "faultRate", "syncLimit", "items", "output", "generatedItems")
+            "runStatus", "message", "trickle", "faultRate", "syncLimit", "items", "output", "generatedItems",
+            "gzip")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Behaviour:
@@ -49,7 +51,7 @@ class Behaviour:
                         message=raw.get("message"), trickle=raw.get("trickle"),
                         fault_rate=float(raw.get("faultRate", 0)), sync_limit=raw.get("syncLimit"),
                         items=tuple(raw["items"]) if "items" in raw else None, output=raw.get("output", _ECHO),
-                        generated_items=raw.get("generatedItems"))
+                        generated_items=raw.get("generatedItems"), gzip=bool(raw.get("gzip", False)))
         if behaviour.respond not in RESPONSES or behaviour.drop not in DROPS:
             raise ValueError(f"respond must be one of {sorted(RESPONSES)}, drop one of {sorted(d for d in DROPS if d)}")
         return behaviour

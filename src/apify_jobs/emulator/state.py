@@ -33,6 +33,7 @@ class Run:
     listed_from: float = 0.0  # monotonic time from which the listing shows it
     body_bytes: int | None = None  # a large generated output (`bodyBytes`), made on the fly, never held
     generated_items: int | None = None  # a large generated dataset (`generatedItems`), made on the fly
+    gzip: bool = False  # the generated dataset is served gzip-compressed to clients that accept it
     actor: bool = False  # started through /v2/acts/{actorId}/..., not a task
     finished_at: datetime | None = None
     finished: threading.Event = field(default_factory=threading.Event)
@@ -75,6 +76,7 @@ class State:
         self.per_task: dict[str, int] = {}
         self.in_flight = 0
         self.max_in_flight = 0
+        self.streamed_bytes = 0  # body bytes of large generated answers, as sent (compressed when gzip)
         self.runs: list[Run] = []
         self.random = random.Random(script.seed)
         self._failures = {kind: list(answers) for kind, answers in script.platform.failures.items()}
@@ -112,7 +114,12 @@ class State:
     def stats(self) -> dict[str, Any]:
         with self.lock:
             return {"requests": len(self.requests), "perTask": dict(self.per_task), "inFlight": self.in_flight,
-                    "maxInFlight": self.max_in_flight, "runs": len(self.runs)}
+                    "maxInFlight": self.max_in_flight, "runs": len(self.runs),
+                    "streamedBytes": self.streamed_bytes}
+
+    def count_streamed(self, size: int) -> None:
+        with self.lock:
+            self.streamed_bytes += size
 
     def run_sync_requests(self, task: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
