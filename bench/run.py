@@ -171,29 +171,27 @@ def parallel_against_xargs(work: Path, repeat: int, name: str, jobs: int, latenc
         emulator.close()
 
 
-def bench_wide(work: Path, repeat: int) -> Result:
-    jobs, latency, concurrency = 2000, 1.0, 256
-    ours, theirs = parallel_against_xargs(work, repeat, "wide", jobs, latency, concurrency)
+def parallel_result(work: Path, repeat: int, name: str, title: str, jobs: int, latency: float, concurrency: int,
+                    vs_xargs: float, vs_ideal: float, rss: float | None = None) -> Result:
+    ours, theirs = parallel_against_xargs(work, repeat, name, jobs, latency, concurrency)
     startup = median(startup_samples(work, repeat))
     ideal = math.ceil(jobs / concurrency) * latency
-    result = Result("wide parallel: 2,000 jobs, 1 s latency, concurrency 256", "apify-jobs run",
-                    f"xargs -P {concurrency} curl", median(ours), median(theirs), "s")
-    result.goals = [(f"vs ideal {ideal:g} s + start-up {startup:.2f} s", median(ours) / (ideal + startup), 1.10),
-                    ("vs xargs curl", median(ours) / median(theirs), 1.05),
-                    ("peak RSS, MB", max(s.max_rss_mb for s in ours), 200.0)]
+    result = Result(title, "apify-jobs run", f"xargs -P {concurrency} curl", median(ours), median(theirs), "s")
+    result.goals = [(f"vs ideal {ideal:g} s + start-up {startup:.2f} s", median(ours) / (ideal + startup), vs_ideal),
+                    ("vs xargs curl", median(ours) / median(theirs), vs_xargs)]
+    if rss is not None:
+        result.goals.append(("peak RSS, MB", max(s.max_rss_mb for s in ours), rss))
     return result
+
+
+def bench_wide(work: Path, repeat: int) -> Result:
+    return parallel_result(work, repeat, "wide", "wide parallel: 2,000 jobs, 1 s latency, concurrency 256", 2000,
+                           1.0, 256, vs_xargs=1.05, vs_ideal=1.10, rss=200.0)
 
 
 def bench_parallel(work: Path, repeat: int) -> Result:
-    jobs, latency, concurrency = 200, 0.25, 50
-    ours, theirs = parallel_against_xargs(work, repeat, "parallel", jobs, latency, concurrency)
-    startup = median(startup_samples(work, repeat))
-    ideal = math.ceil(jobs / concurrency) * latency
-    result = Result("parallel: 200 jobs, 250 ms latency, concurrency 50", "apify-jobs run",
-                    f"xargs -P {concurrency} curl", median(ours), median(theirs), "s")
-    result.goals = [("vs xargs curl", median(ours) / median(theirs), 1.10),
-                    (f"vs ideal {ideal:g} s + start-up {startup:.2f} s", median(ours) / (ideal + startup), 1.25)]
-    return result
+    return parallel_result(work, repeat, "parallel", "parallel: 200 jobs, 250 ms latency, concurrency 50", 200,
+                           0.25, 50, vs_xargs=1.10, vs_ideal=1.25)
 
 
 SCALE_JOBS = 20_000

@@ -131,3 +131,59 @@ def test_worker_threads_end_when_run_returns(tmp_path: Path) -> None:
         execute(tmp_path, files(tmp_path, ([{"name": f"a{i}"} for i in range(6)], 3, False)), FakeRunner(0.0))
     after = {t for t in threading.enumerate() if t.name.startswith("worker-")}
     assert after <= before
+
+
+class SlowJournal:
+    """A state whose commits take ``seconds``: when each job's record began and was committed."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.committed: dict[str, float] = {}
+
+    def lease(self, job: str) -> str | None:
+        return None
+
+    def record(self, seq: int, result: JobResult) -> None:
+        time.sleep(self.seconds)
+        self.committed[result.name] = time.monotonic()
+
+    def record_all(self, decided: list[tuple[int, JobResult]]) -> None:
+        for seq, result in decided:
+            self.record(seq, result)
+
+
+class TimedRunner(FakeRunner):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.began: dict[str, float] = {}
+
+    def __call__(self, job: Job, context: RunContext) -> JobResult:
+        self.began[job.name] = time.monotonic()
+        return super().__call__(job, context)
+
+
+def execute_with(tmp_path: Path, job_files: list[JobFile], runner: FakeRunner, journal: SlowJournal,
+                 fail_fast: bool = False) -> list[JobResult]:
+    plan = select(job_files, [], None, None, fail_fast)
+    context = RunContext(ApiClient(None, base_url="http://127.0.0.1:9"), LocalFolder(str(tmp_path / "out")))
+    return Executor(plan, context, Progress(len(plan.entries), stream=io.StringIO()), run=runner,
+                    journal=journal).run()
+
+
+def test_a_slow_commit_frees_the_slot_but_needs_wait_for_it(tmp_path: Path) -> None:
+    """The slot (the account's concurrent runs) is free when a run is over; a job that needs it starts only
+    once its result is committed, and the batch ends only when every result is."""
+    runner, journal = TimedRunner(0.01), SlowJournal(0.3)
+    specs = [{"name": "a"}, {"name": "b"}, {"name": "after", "needs": ["a"]}]
+    results = execute_with(tmp_path, files(tmp_path, (specs, 1, False)), runner, journal)
+    assert runner.most == 1 and all(r.succeeded for r in results) and set(journal.committed) == {"a", "b", "after"}
+    assert runner.began["b"] < journal.committed["a"]  # b did not wait for a's commit
+    assert runner.began["after"] >= journal.committed["a"]  # but what needs a did
+
+
+def test_fail_fast_is_decided_before_the_slot_is_free(tmp_path: Path) -> None:
+    runner = FakeRunner(0.01, fail=frozenset({"a0"}))
+    specs = [{"name": f"a{i}"} for i in range(4)]
+    results = execute_with(tmp_path, files(tmp_path, (specs, 1, True)), runner, SlowJournal(0.3))
+    assert runner.started == ["a0"]  # nothing started while a0's failure was being committed
+    assert [r.status for r in results].count(Status.CANCELLED) == 3

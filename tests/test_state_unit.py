@@ -1,0 +1,65 @@
+"""The state's reading and writing in bulk, without a run: results recorded many at once, and report entries
+read back a batch at a time in the order the run selected them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from apify_jobs.api.request import build_request
+from apify_jobs.model import Status
+from apify_jobs.reports import report
+from apify_jobs.reports.report import ReportOf
+from apify_jobs.running import state as state_module
+from apify_jobs.running.runner import new_result
+from apify_jobs.running.state import State
+from tests.helpers import make_job
+
+
+def recorded(tmp_path: Path, count: int) -> State:
+    state = State(str(tmp_path / "out"))
+    state.begin({}, [])
+    results = []
+    for index in range(count):
+        job = make_job(tmp_path, {"name": f"job{index}", "task": "me~t"})
+        result = new_result(job, build_request(job))
+        result.status = Status.SUCCEEDED if index % 3 else Status.FAILED
+        results.append((count - index, result))  # seq runs backwards: entries come in seq order
+    state.record_all(results)
+    return state
+
+
+def test_entries_are_read_a_batch_at_a_time_in_the_order_selected(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state_module.StoredEntries, "BATCH", 4)
+    state = recorded(tmp_path, 11)
+    try:
+        _, entries = state.entries("last")
+        names = [entry["name"] for entry in entries]
+        assert len(entries) == 11 and names == [f"job{i}" for i in reversed(range(11))]
+        assert [entry["name"] for entry in entries] == names  # iterable again, read again
+        _, every = state.entries("all")
+        assert sorted(entry["name"] for entry in every) == sorted(names)
+    finally:
+        state.close()
+
+
+def test_the_streamed_report_is_the_document_with_one_job_a_line(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state_module.StoredEntries, "BATCH", 4)
+    state = recorded(tmp_path, 10)
+    try:
+        _, entries = state.entries("last")
+        text = "".join(report.json_text(ReportOf(entries)))
+    finally:
+        state.close()
+    document = json.loads(text)
+    assert document["totals"]["jobs"] == 10 and document["totals"]["failed"] == 4
+    assert document["totals"]["succeeded"] == 6
+    job_lines = [line for line in text.splitlines() if line.startswith('    {"name": ')]
+    assert len(job_lines) == 10 and [json.loads(line.rstrip(","))["name"] for line in job_lines] == \
+        [job["name"] for job in document["jobs"]]
+    empty = json.loads("".join(report.json_text(ReportOf([]))))
+    assert empty["jobs"] == [] and empty["totals"]["jobs"] == 0
