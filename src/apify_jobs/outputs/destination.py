@@ -133,7 +133,7 @@ class LocalFolder(Destination):
             if skip:
                 folders[:] = [f for f in folders if os.path.join(root, f) != skip]
             for name in names:
-                match = _TEMPORARY.match(name)
+                match = _TEMPORARY.match(name) if name.endswith(TEMP_SUFFIX) else None
                 if not match or pid_alive(int(match.group(1))):
                     continue
                 path = os.path.join(root, name)
