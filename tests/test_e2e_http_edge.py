@@ -70,6 +70,26 @@ def test_a_gzip_run_failed_keeps_its_type_and_run_id(cli, hostile, tmp_path: Pat
                                   "runId": "abcDEF123456"}
 
 
+def test_gzip_members_one_after_another_are_one_output_and_trailing_zeros_are_ignored(cli, hostile,
+                                                                                     tmp_path: Path) -> None:
+    body = gzip.compress(OUTPUT[:700]) + gzip.compress(OUTPUT[700:]) + b"\0" * 16
+    server = hostile(lambda seen, n: raw("201 Created", body,
+                                         {"Content-Type": "application/json", "Content-Encoding": "gzip"}))
+    code, jobs, out, _ = run(cli, tmp_path)
+    assert code == 0 and server.posts == 1 and (out / "a.json").read_bytes() == OUTPUT
+
+
+def test_a_gzip_answer_that_ends_before_its_end_is_never_saved(cli, hostile, tmp_path: Path) -> None:
+    """The whole Content-Length arrived, but the compressed stream inside it is cut short: saving what it
+    decodes to would falsify the output."""
+    packed = gzip.compress(OUTPUT)
+    server = hostile(lambda seen, n: raw("201 Created", packed[: len(packed) // 2],
+                                         {"Content-Type": "application/json", "Content-Encoding": "gzip"}))
+    code, jobs, out, output = run(cli, tmp_path, "  - {name: a, task: me~t, retry: {attempts: 1, recover: false}}\n")
+    assert code == 1 and server.posts == 1 and not (out / "a.json").exists() and leftovers(out) == []
+    assert jobs["a"]["status"] == "failed" and "ended before its end" in jobs["a"]["error"]["message"]
+
+
 @pytest.mark.parametrize("encoding", ["br", "deflate", "zstd"])
 def test_an_encoding_that_was_not_asked_for_fails_the_job_and_saves_nothing(cli, hostile, tmp_path: Path,
                                                                             encoding: str) -> None:

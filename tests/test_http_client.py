@@ -111,3 +111,23 @@ def test_plain_http_to_another_host_is_refused(url: str) -> None:
 @pytest.mark.parametrize("url", ["https://api.apify.com", "http://127.0.0.1:9", "http://localhost:1", "http://[::1]:5"])
 def test_https_and_loopback_are_allowed(url: str) -> None:
     check_base_url(url)
+
+
+def test_gzip_is_decoded_a_bounded_chunk_at_a_time_and_a_cut_stream_is_refused() -> None:
+    import gzip
+    import zlib
+
+    from apify_jobs.api.client import CHUNK_BYTES, _Gunzip
+
+    bomb = gzip.compress(b"\0" * (64 << 20))  # 64 MiB in ~65 KB
+    gunzip = _Gunzip()
+    sizes = [len(piece) for piece in gunzip.feed(bomb)]
+    gunzip.finish()
+    assert sum(sizes) == 64 << 20 and max(sizes) <= CHUNK_BYTES
+    gunzip = _Gunzip()
+    assert b"".join(gunzip.feed(gzip.compress(b"a" * 7) + gzip.compress(b"b" * 3) + b"\0" * 9)) == b"aaaaaaabbb"
+    gunzip.finish()
+    gunzip = _Gunzip()
+    list(gunzip.feed(bomb[: len(bomb) // 2]))
+    with pytest.raises(zlib.error):
+        gunzip.finish()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -37,9 +38,9 @@ from apify_jobs.api.request import DEFAULT_BASE_URL, RunRequest, target_path
 from apify_jobs.errors import UsageError
 from apify_jobs.model import HttpTimeouts
 
-# At most this much per read (decoded): 4 MiB reads allocated and faulted in a fresh 4 MiB buffer each time
-# (urllib3's gzip decoder copies each decoded chunk twice more): 512 MiB gzip-served took 1.7-2.1 s, 1.1-1.3 s
-# at 256 KiB, where buffers are reused; plain answers 0.8-1.4 s -> 0.72-0.75 s.
+# At most this much per read (decoded): 4 MiB reads allocated and faulted in a fresh 4 MiB buffer each time:
+# 512 MiB gzip-served took 1.7-2.1 s, 1.1-1.3 s at 256 KiB, where buffers are reused; plain answers
+# 0.8-1.4 s -> 0.72-0.75 s.
 CHUNK_BYTES = 256 << 10
 TRICKLE_FLOOR = 1024
 MAX_CONTENT_LENGTH = 1 << 50  # a petabyte: anything larger is not an answer, it is a broken server
@@ -122,26 +123,33 @@ class Answer:
         self._response.close()
 
     def chunks(self) -> Iterator[bytes]:
-        """The body as it arrives. Silence longer than the read timeout ends it (the socket's timeout), and so
-        does a trickle: fewer than TRICKLE_FLOOR bytes in any read-timeout window (read1 returns whatever has
-        arrived, so a slow server cannot hold one read open for ever)."""
+        """The body as it arrives, decoded. Silence longer than the read timeout ends it (the socket's timeout),
+        and so does a trickle: fewer than TRICKLE_FLOOR bytes in any read-timeout window (read1 returns whatever
+        has arrived, so a slow server cannot hold one read open for ever)."""
         window_started, window_bytes = time.monotonic(), 0
         raw = self._response.raw
+        gunzip = _Gunzip() if self.encoding == "gzip" else None
         try:
             while True:
-                # Decoded as it arrives (gzip): what is written, hashed and bounded is the decoded body.
-                data = raw.read1(CHUNK_BYTES, decode_content=True)
+                # gzip is decoded here, not by urllib3 (which copies each decoded chunk twice more: 512 MiB
+                # gzip-served took ~40 % longer); what is written, hashed and bounded is the decoded body.
+                data = raw.read1(CHUNK_BYTES, decode_content=gunzip is None)
                 if not data:
+                    if gunzip is not None:
+                        gunzip.finish()
                     raw.release_conn()  # read to its end: the connection goes back to the pool for the next job
                     return
-                yield data
+                if gunzip is None:
+                    yield data
+                else:
+                    yield from gunzip.feed(data)
                 window_bytes += len(data)
                 if time.monotonic() - window_started >= self._window:
                     if window_bytes < TRICKLE_FLOOR:
                         raise ConnectionDropped(f"the answer trickled in: {window_bytes} bytes in {self._window:g} s; "
                                                 "giving up on it", request_sent=True)
                     window_started, window_bytes = time.monotonic(), 0
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, zlib.error) as exc:
             raise ConnectionDropped(f"connection dropped in the middle of the answer: {drop_reason(exc)[0]}",
                                     request_sent=True) from None
         finally:
@@ -167,6 +175,38 @@ class Answer:
             return json.loads(body)
         except ValueError:
             raise JobFailure(f"the answer (HTTP {self.status}) is not JSON", self.status, "invalid-answer") from None
+
+
+class _Gunzip:
+    """A gzip body decoded as it arrives, CHUNK_BYTES at most at a time (however well it compresses), members
+    one after another as gzip allows; what follows a complete member, if it is not gzip, is ignored (as
+    urllib3 and curl do)."""
+
+    def __init__(self) -> None:
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._after_a_member = False  # a complete member ended, and nothing of what follows was decoded yet
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while data:
+            try:
+                out = self._inflate.decompress(data, CHUNK_BYTES)
+            except zlib.error:
+                if self._after_a_member:
+                    return  # trailing bytes that are not another member
+                raise
+            if out:
+                self._after_a_member = False
+                yield out
+            data = self._inflate.unconsumed_tail
+            if self._inflate.eof:
+                data = self._inflate.unused_data
+                self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._after_a_member = True
+
+    def finish(self) -> None:
+        """The body ended: a member cut short means part of the output is missing."""
+        if not self._after_a_member:
+            raise zlib.error("the compressed answer ended before its end")
 
 
 def _content_length(response: requests.Response) -> int | None:
