@@ -1,5 +1,5 @@
 """`${{ secrets.NAME }}`: sent, never shown — in plan (text and JSON), the run's output with -v, the report,
-JUnit and the state, also inside the Base64 of webhooks."""
+JUnit, the HTML report and the state, also inside the Base64 of webhooks."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def test_a_secret_is_sent_but_never_shown(cli, emulator, tmp_path: Path, monkeyp
     out = tmp_path / "out"
     written = []
     for command in (["plan", path], ["plan", path, "--json"],
-                    ["run", path, "--out-dir", out, "-v", "--junit", tmp_path / "junit.xml"]):
+                    ["run", path, "--out-dir", out, "-v", "--junit", tmp_path / "junit.xml",
+                     "--html", tmp_path / "report.html"]):
         code, stdout, stderr = cli(*command)
         assert code == 0, stderr
         written += [stdout, stderr]
@@ -52,7 +53,8 @@ def test_a_secret_is_sent_but_never_shown(cli, emulator, tmp_path: Path, monkeyp
     assert body["proxyConfiguration"]["password"] == SECRET and SECRET in body["note"]  # sent as written
     hooks = json.loads(base64.b64decode(sent["query"]["webhooks"]))
     assert SECRET in hooks[0]["headersTemplate"]
-    written += [(tmp_path / "junit.xml").read_text(), (out / "report.json").read_text()]
+    written += [(tmp_path / name).read_text() for name in ("junit.xml", "report.html")]
+    written += [(out / "report.json").read_text()]
     written += [state.read_bytes().decode("latin-1") for state in (out / ".apify-jobs").iterdir()]
     for text in written:
         for form in forms(SECRET):
