@@ -187,3 +187,26 @@ def test_fail_fast_is_decided_before_the_slot_is_free(tmp_path: Path) -> None:
     results = execute_with(tmp_path, files(tmp_path, (specs, 1, True)), runner, SlowJournal(0.3))
     assert runner.started == ["a0"]  # nothing started while a0's failure was being committed
     assert [r.status for r in results].count(Status.CANCELLED) == 3
+
+
+def test_a_state_that_cannot_be_written_stops_the_batch_without_a_thread_traceback(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    from apify_jobs.running.state import StateError
+
+    crashed: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+
+    class FullDisk(SlowJournal):
+        def record(self, seq: int, result: JobResult) -> None:
+            raise StateError("cannot write the state: database or disk is full")
+
+    runner = FakeRunner(0.01)
+    plan = select(files(tmp_path, ([{"name": f"a{i}"} for i in range(4)], 1, False)), [], None, None, False)
+    context = RunContext(ApiClient(None, base_url="http://127.0.0.1:9"), LocalFolder(str(tmp_path / "out")))
+    executor = Executor(plan, context, Progress(len(plan.entries), stream=io.StringIO()), run=runner,
+                        journal=FullDisk(0))
+    results = executor.run()
+    # a1 may have started as a0's slot came free, before a0's record failed; nothing after that
+    assert runner.started[0] == "a0" and len(runner.started) <= 2 and crashed == []
+    assert isinstance(executor.journal_failure, StateError)
+    assert all(r.status is Status.CANCELLED for r in results if r.name not in runner.started)

@@ -81,6 +81,8 @@ def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destina
     with _interrupts(executor):
         results = executor.run()
     progress.close()
+    if executor.journal_failure is not None:  # one line and exit 2: the outputs written so far stay
+        raise executor.journal_failure
     going = _after_the_batch(args, context, results, executor.interrupted)
     client.close()
     destination.sync()  # outputs are durable before a report says they exist

@@ -73,6 +73,7 @@ class Executor:
         self._work_queue: queue.SimpleQueue[Planned | None] = queue.SimpleQueue()
         self._pending: list[Planned] = []
         self._by_name: dict[str, Planned] = {}
+        self.journal_failure: Exception | None = None  # the state could not record a result: the batch stopped
         self.interrupted = False
         self.signal = signal.SIGINT  # what interrupted the batch (SIGTERM: exit 143, not 130)
 
@@ -231,7 +232,7 @@ class Executor:
         try:
             # Recorded before the job counts as done (needs wait for it, and a kill from here on finds it in
             # the state), outside the scheduler's lock, so that other jobs' results share the commit.
-            self._journal.record(entry.seq, result)
+            self._record(entry, result)
         finally:
             with self._changed:
                 self._recording.discard(entry.seq)
@@ -266,15 +267,25 @@ class Executor:
                     result.attempts = max(len(result.attempt_ids), 1)
                 else:
                     result = self._decided(entry.job, Status.CANCELLED, "interrupted before it started; never sent")
-                self._journal.record(entry.seq, result)
+                self._record(entry, result)
                 entry.result = result
 
     def _decide(self, entry: Planned, result: JobResult) -> None:
         """A job decided without running (cancelled or skipped): recorded, shown, done."""
-        self._journal.record(entry.seq, result)
+        self._record(entry, result)
         entry.result = result
         self.context.finished[entry.job.name] = result
         self.progress.finish(result)
+
+    def _record(self, entry: Planned, result: JobResult) -> None:
+        """Record through the journal; a state that cannot be written (a full disk) stops the batch, and `run`
+        says so in one line once the threads are done (raised here, it would end a worker thread)."""
+        try:
+            self._journal.record(entry.seq, result)
+        except Exception as exc:
+            with self._changed:  # re-entrant for the scheduler's own calls
+                self.journal_failure = self.journal_failure or exc
+                self._stop_all = self._stop_all or f"not sent: the state could not record {entry.job.name}"
 
     def _decided(self, job: Job, status: Status, message: str, error_type: str | None = None) -> JobResult:
         return decided(job, self.context.base_url, status, message, error_type)
