@@ -18,7 +18,22 @@ from apify_jobs.running.state import State
 from tests.helpers import make_job
 
 
-def recorded(tmp_path: Path, count: int) -> State:
+@pytest.fixture
+def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A state holding ``count`` results (every third failed), read back 4 entries at a time."""
+    monkeypatch.setattr(state_module.StoredEntries, "BATCH", 4)
+    opened: list[State] = []
+
+    def _recorded(count: int) -> State:
+        opened.append(record(tmp_path, count))
+        return opened[-1]
+
+    yield _recorded
+    for state in opened:
+        state.close()
+
+
+def record(tmp_path: Path, count: int) -> State:
     state = State(str(tmp_path / "out"))
     state.begin({}, [])
     results = []
@@ -31,30 +46,19 @@ def recorded(tmp_path: Path, count: int) -> State:
     return state
 
 
-def test_entries_are_read_a_batch_at_a_time_in_the_order_selected(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(state_module.StoredEntries, "BATCH", 4)
-    state = recorded(tmp_path, 11)
-    try:
-        _, entries = state.entries("last")
-        names = [entry["name"] for entry in entries]
-        assert len(entries) == 11 and names == [f"job{i}" for i in reversed(range(11))]
-        assert [entry["name"] for entry in entries] == names  # iterable again, read again
-        _, every = state.entries("all")
-        assert sorted(entry["name"] for entry in every) == sorted(names)
-    finally:
-        state.close()
+def test_entries_are_read_a_batch_at_a_time_in_the_order_selected(recorded) -> None:
+    state = recorded(11)
+    _, entries = state.entries("last")
+    names = [entry["name"] for entry in entries]
+    assert len(entries) == 11 and names == [f"job{i}" for i in reversed(range(11))]
+    assert [entry["name"] for entry in entries] == names  # iterable again, read again
+    _, every = state.entries("all")
+    assert sorted(entry["name"] for entry in every) == sorted(names)
 
 
-def test_the_streamed_report_is_the_document_with_one_job_a_line(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(state_module.StoredEntries, "BATCH", 4)
-    state = recorded(tmp_path, 10)
-    try:
-        _, entries = state.entries("last")
-        text = "".join(report.json_text(ReportOf(entries)))
-    finally:
-        state.close()
+def test_the_streamed_report_is_the_document_with_one_job_a_line(recorded) -> None:
+    _, entries = recorded(10).entries("last")
+    text = "".join(report.json_text(ReportOf(entries)))
     document = json.loads(text)
     assert document["totals"]["jobs"] == 10 and document["totals"]["failed"] == 4
     assert document["totals"]["succeeded"] == 6

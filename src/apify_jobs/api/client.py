@@ -44,7 +44,7 @@ from apify_jobs.model import HttpTimeouts
 CHUNK_BYTES = 256 << 10
 TRICKLE_FLOOR = 1024
 MAX_CONTENT_LENGTH = 1 << 50  # a petabyte: anything larger is not an answer, it is a broken server
-ENCODINGS = ("", "identity", "gzip")  # we ask for gzip only; urllib3 decodes it as it streams
+ENCODINGS = ("", "identity", "gzip")  # we ask for gzip only, and decode it as it streams (_Gunzip)
 CA_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")  # the first one set wins
 JSON_LIMIT = 16 << 20  # a run listing of 1,000 runs is ~2 MB; anything far larger is not an answer we parse
 USER_AGENT = f"apify-jobs/{__version__}"

@@ -128,14 +128,29 @@ def write_json(path: str, of: ReportOf) -> None:
 
 def write_junit(path: str, entries: Entries, wall_seconds: float | None = None) -> None:
     """JUnit XML, written a test case at a time (one pass to count, one to write), like report.json."""
-    from xml.sax.saxutils import escape, quoteattr  # only with --junit
+    from xml.etree import ElementTree  # only with --junit
 
     def seconds(entry: dict[str, Any]) -> float:
         return float(entry.get("durationMs") or 0) / 1000
 
-    def element(name: str, attributes: dict[str, str], indent: str, text: str | None = None) -> str:
-        opening = f"{indent}<{name}" + "".join(f" {key}={quoteattr(value)}" for key, value in attributes.items())
-        return f"{opening} />\n" if text is None else f"{opening}>{escape(text)}</{name}>\n"
+    def testcase(entry: dict[str, Any]) -> str:
+        case = ElementTree.Element("testcase", {
+            "classname": os.path.relpath(str(entry.get("file") or ".")),
+            "name": str(entry.get("name")), "time": f"{seconds(entry):.3f}"})
+        if entry.get("runId"):
+            properties = ElementTree.SubElement(case, "properties")
+            for name in ("runId", "consoleUrl"):
+                ElementTree.SubElement(properties, "property", {"name": name, "value": str(entry[name])})
+        error = entry.get("error") or {}
+        if entry.get("status") == "failed":
+            failure = ElementTree.SubElement(case, "failure", {"type": str(error.get("type", "failed")),
+                                                               "message": str(error.get("message", ""))})
+            failure.text = json.dumps(error, ensure_ascii=False)
+        elif entry.get("status") in ("skipped", "cancelled"):
+            message = error.get("message", entry.get("note") or "")
+            ElementTree.SubElement(case, "skipped", {"message": f"{entry['status']}: {message}"})
+        ElementTree.indent(case, level=2)
+        return "    " + ElementTree.tostring(case, encoding="unicode") + "\n"
 
     failures = skipped = 0
     total_time = 0.0
@@ -143,30 +158,15 @@ def write_junit(path: str, entries: Entries, wall_seconds: float | None = None) 
         failures += entry.get("status") == "failed"
         skipped += entry.get("status") in ("skipped", "cancelled")
         total_time += seconds(entry)
-    suite = {"name": "apify-jobs", "tests": str(len(entries)), "failures": str(failures), "errors": "0",
-             "skipped": str(skipped), "time": f"{wall_seconds if wall_seconds is not None else total_time:.3f}"}
+    suite = ElementTree.Element("testsuite", {
+        "name": "apify-jobs", "tests": str(len(entries)), "failures": str(failures), "errors": "0",
+        "skipped": str(skipped), "time": f"{wall_seconds if wall_seconds is not None else total_time:.3f}"})
+    opening = ElementTree.tostring(suite, encoding="unicode").removesuffix(" />") + ">"
 
     def pieces() -> Iterator[bytes]:
-        opening = element("testsuite", suite, "  ")
-        yield f"<?xml version='1.0' encoding='utf-8'?>\n<testsuites>\n{opening[:-4]}>\n".encode()
+        yield f"<?xml version='1.0' encoding='utf-8'?>\n<testsuites>\n  {opening}\n".encode()
         for entry in entries:
-            case = element("testcase", {"classname": os.path.relpath(str(entry.get("file") or ".")),
-                                        "name": str(entry.get("name")), "time": f"{seconds(entry):.3f}"}, "    ")
-            inner: list[str] = []
-            if entry.get("runId"):
-                inner.append("      <properties>\n" + "".join(
-                    element("property", {"name": name, "value": str(entry[name])}, "        ")
-                    for name in ("runId", "consoleUrl")) + "      </properties>\n")
-            error = entry.get("error") or {}
-            if entry.get("status") == "failed":
-                inner.append(element("failure", {"type": str(error.get("type", "failed")),
-                                                 "message": str(error.get("message", ""))}, "      ",
-                                     json.dumps(error, ensure_ascii=False)))
-            elif entry.get("status") in ("skipped", "cancelled"):
-                message = error.get("message", entry.get("note") or "")
-                inner.append(element("skipped", {"message": f"{entry['status']}: {message}"}, "      "))
-            text = case if not inner else case[:-4] + ">\n" + "".join(inner) + "    </testcase>\n"
-            yield redact(text).encode("utf-8")
+            yield redact(testcase(entry)).encode("utf-8")
         yield b"  </testsuite>\n</testsuites>\n"
 
     write_file_whole(path, pieces())

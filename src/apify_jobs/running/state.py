@@ -295,8 +295,8 @@ class State:
     # --- results ----------------------------------------------------------------------------------
     def record(self, seq: int, result: JobResult) -> None:
         """Commit ``result`` (its output is in place already) and release the job's lease, and return only once
-        that is committed. Results that end meanwhile in other threads share one transaction (group commit):
-        one transaction per job, each waiting for the GIL, cost ~1.7 ms a job at concurrency 64."""
+        that is committed. Results that end meanwhile in other threads share one transaction (group commit,
+        by the committer thread): one transaction per job cost ~1.7 ms a job at concurrency 64."""
         self.record_all([(seq, result)])
 
     def record_all(self, decided: list[tuple[int, JobResult]]) -> None:
@@ -344,7 +344,7 @@ class State:
         return (self.invocation, seq, result.name, request_key(result), entry["status"],
                 result.error.type if result.error else None, int(result.resumed),
                 output.get("path"), output.get("sha256"), entry.get("finishedAt"),
-                redact(json.dumps(entry, ensure_ascii=False)))
+                _stored(entry))
 
     def _commit(self, rows: list[tuple[Any, ...]]) -> None:
         with self._lock:
@@ -366,7 +366,7 @@ class State:
                 with self._transaction():
                     self._db.executemany(
                         "UPDATE results SET entry = ? WHERE invocation = ? AND job = ? AND resumed = 0",
-                        ((redact(json.dumps(r.to_dict(), ensure_ascii=False)), self.invocation, r.name)
+                        ((_stored(r.to_dict()), self.invocation, r.name)
                          for r in results))
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
@@ -453,6 +453,11 @@ class StoredEntries:
             texts = self._state._entries_by_id(batch)
             for number in batch:
                 yield json.loads(texts[number])
+
+
+def _stored(entry: dict[str, Any]) -> str:
+    """A report entry as the state keeps it: JSON, the token and secrets masked."""
+    return redact(json.dumps(entry, ensure_ascii=False))
 
 
 class _Pending:
