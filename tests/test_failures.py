@@ -62,3 +62,52 @@ def test_a_refused_connection_was_never_sent() -> None:
 def test_too_many_headers_is_an_answer_that_cannot_be_read_not_a_drop() -> None:
     failure = transport_failure(_wrapped(http.client.HTTPException("got more than 100 headers")))
     assert failure.error_type == "invalid-answer" and failure.retry_class is None
+
+
+def _every_failure_class() -> set[type[JobFailure]]:
+    import apify_jobs.running.needs  # noqa: F401  (defines a failure class of its own)
+
+    found: set[type[JobFailure]] = set()
+    pending = [JobFailure]
+    while pending:
+        cls = pending.pop()
+        found.add(cls)
+        pending += cls.__subclasses__()
+    return found
+
+
+# Every failure class with its facts: (error type, retry class, stops the batch, could the attempt have started a run).
+# A new class fails this test until its facts are written here, and recovery and the retry loop read only these.
+FACTS = {
+    "JobFailure": ("failed", None, False, None),
+    "ConnectionDropped": ("connection-dropped", "connection", False, None),
+    "NotConnected": ("connection-failed", "connection", False, False),
+    "SetupFailed": ("connection-setup-failed", None, True, False),
+    "InvalidAnswer": ("invalid-answer", None, False, None),
+    "Redirected": ("redirected", None, False, None),
+    "RunFailed": ("run-failed", None, False, True),
+    "RunTimeoutExceeded": ("run-timeout-exceeded", None, False, True),
+    "RateLimited": ("rate-limit-exceeded", "rate-limit", False, False),
+    "CapacityExceeded": ("failed", "capacity", False, False),
+    "ServerError": ("failed", "server-error", False, None),
+    "AuthFailed": ("failed", None, True, None),
+    "HttpFailure": ("failed", None, False, None),
+    "RecoveryFailed": ("recovery-failed", None, False, None),
+    "FollowTimeout": ("follow-timeout", None, False, None),
+    "ExpectationFailed": ("expectation-failed", None, False, None),
+    "OutputFailure": ("output-failed", None, False, None),
+    "Cancelled": ("cancelled", None, False, None),
+    "NeedsValueFailed": ("needs-value-failed", None, False, False),
+}
+
+
+def test_every_failure_class_states_its_facts() -> None:
+    classes = {cls.__name__: cls for cls in _every_failure_class() if cls.__module__.startswith("apify_jobs")}
+    assert set(classes) == set(FACTS)
+    for name, cls in classes.items():
+        assert (cls.error_type, cls.retry_class, cls.stops_batch, cls.started_run) == FACTS[name], name
+
+
+def test_a_drop_knows_from_whether_the_request_left() -> None:
+    assert ConnectionDropped("reset", request_sent=True).started_run is None
+    assert ConnectionDropped("refused", request_sent=False).started_run is False

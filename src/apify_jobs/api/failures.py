@@ -14,12 +14,20 @@ _RUN_ID = re.compile(r"run ID:?\s*([A-Za-z0-9]{6,})|runs?/([A-Za-z0-9]{6,})")
 
 
 class JobFailure(Exception):
-    """A job did not produce its output. ``retry_class`` names the `retry.on` entry that may retry it;
-    ``stops_batch``: every other job would fail the same way."""
+    """A job did not produce its output. Each class carries its facts as data, read by the retry loop, the
+    runner and recovery (never by matching class or retry-class names):
+
+    - ``retry_class``: the `retry.on` entry that may retry it (None: nothing can opt it in);
+    - ``stops_batch``: every other job would fail the same way;
+    - ``started_run``: could the attempt that failed so have started a run? True: the platform answered as
+      only a started run does; False: it cannot have (nothing was sent, or the platform refused before
+      starting one); None: nobody can tell, so recovery looks before anything is sent again.
+    """
 
     error_type = "failed"
     retry_class: str | None = None
     stops_batch = False
+    started_run: bool | None = None
 
     def __init__(self, message: str, http_status: int | None = None, error_type: str | None = None,
                  run_id: str | None = None):
@@ -41,6 +49,7 @@ class ConnectionDropped(JobFailure):
     def __init__(self, message: str, request_sent: bool):
         super().__init__(message)
         self.request_sent = request_sent
+        self.started_run = None if request_sent else False
 
 
 class NotConnected(ConnectionDropped):
@@ -48,6 +57,7 @@ class NotConnected(ConnectionDropped):
     with no look for a run (none can have started)."""
 
     error_type = "connection-failed"
+    started_run = False
 
     def __init__(self, message: str):
         super().__init__(message, request_sent=False)
@@ -59,6 +69,7 @@ class SetupFailed(JobFailure):
 
     error_type = "connection-setup-failed"
     stops_batch = True
+    started_run = False  # the request never reached the API
 
 
 class InvalidAnswer(JobFailure):
@@ -78,17 +89,20 @@ class RunFailed(JobFailure):
     """The run started and failed: never retried (a second run costs money and fails again)."""
 
     error_type = "run-failed"
+    started_run = True
 
 
 class RunTimeoutExceeded(JobFailure):
     """408: run-sync stopped waiting while the run goes on: never retried."""
 
     error_type = "run-timeout-exceeded"
+    started_run = True
 
 
 class RateLimited(JobFailure):
     error_type = "rate-limit-exceeded"
     retry_class = "rate-limit"
+    started_run = False  # refused before a run was started
 
     def __init__(self, message: str, http_status: int, retry_after: float | None):
         super().__init__(message, http_status)
@@ -99,6 +113,7 @@ class CapacityExceeded(JobFailure):
     """No run was started (account concurrency or memory limit)."""
 
     retry_class = "capacity"
+    started_run = False
 
 
 class ServerError(JobFailure):

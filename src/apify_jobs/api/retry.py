@@ -61,7 +61,7 @@ def call_with_retries(name: str, policy: RetryPolicy, attempt: Callable[[int], T
         failure = state.outcome.exception() if state.outcome else None
         wait_for = state.next_action.sleep if state.next_action else 0
         # A drop after sending, or a 5xx from a gateway in front of the API, may hide a run that started.
-        started = getattr(failure, "request_sent", False) or getattr(failure, "retry_class", None) == "server-error"
+        started = isinstance(failure, JobFailure) and failure.started_run is not False
         maybe_run = " The platform may already have started a run for that attempt." if started else ""
         log.warning("%s: attempt %d of %d failed (%s: %s); retrying in %.1f s.%s", name, state.attempt_number,
                     policy.attempts, getattr(failure, "error_type", "error"), failure, wait_for, maybe_run)

@@ -25,6 +25,7 @@ class NeedsValueFailed(JobFailure):
     """A value from a needed job could not be had: the job is not sent."""
 
     error_type = "needs-value-failed"
+    started_run = False  # decided before the request is built: nothing was sent
 
 
 def uses_needs(job: Job) -> bool:

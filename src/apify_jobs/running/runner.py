@@ -157,14 +157,14 @@ def _send(job: Job, request: RunRequest, context: RunContext, sent: Attempt, res
             result.http_status = answer.status
             write(answer.content_type, answer.chunks(), answer.length)
     except ConnectionDropped as drop:
-        if not drop.request_sent:
+        if drop.started_run is False:
             sent.started_run = False
             raise
         if job.retry.recover and _collect(job, context, sent, result, write, followed=False):
             return
         raise
-    except RunTimeoutExceeded:
-        sent.started_run = True
+    except RunTimeoutExceeded as timeout:
+        sent.started_run = timeout.started_run
         if job.follow is None:
             raise
         log.warning("%s: run-sync stopped waiting after %d s (408); following the run for up to %g s",
@@ -174,13 +174,12 @@ def _send(job: Job, request: RunRequest, context: RunContext, sent: Attempt, res
                                  f"({(result.recovery.looks[-1].note if result.recovery else '')}); not sent again") \
                 from None
     except RunFailed as failed:
-        sent.started_run = True
+        sent.started_run = failed.started_run
         if failed.run_id:
             context.attempts.claim(failed.run_id, sent)
         raise
     except JobFailure as failure:
-        # 429 and capacity refusals start no run; after a 5xx nobody knows.
-        sent.started_run = False if failure.retry_class in ("rate-limit", "capacity") else None
+        sent.started_run = failure.started_run  # the failure's class knows (429: no run; a 5xx: nobody knows)
         raise
 
 
