@@ -10,8 +10,9 @@ from pathlib import Path
 
 from apify_jobs.api.client import ApiClient
 from apify_jobs.api.request import build_request
-from apify_jobs.model import Job, JobError, JobFile, JobResult, Status
+from apify_jobs.model import Job, JobFile
 from apify_jobs.outputs.destination import LocalFolder
+from apify_jobs.record import JobError, JobResult, Status
 from apify_jobs.reports.progress import Progress
 from apify_jobs.running.executor import Executor
 from apify_jobs.running.runner import RunContext, new_result

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from apify_jobs.api.request import build_request
-from apify_jobs.model import Status
+from apify_jobs.record import Status
 from apify_jobs.reports import report
 from apify_jobs.reports.report import ReportOf
 from apify_jobs.running import state as state_module
@@ -49,11 +49,11 @@ def record(tmp_path: Path, count: int) -> State:
 def test_entries_are_read_a_batch_at_a_time_in_the_order_selected(recorded) -> None:
     state = recorded(11)
     _, entries = state.entries("last")
-    names = [entry["name"] for entry in entries]
+    names = [entry.name for entry in entries]
     assert len(entries) == 11 and names == [f"job{i}" for i in reversed(range(11))]
-    assert [entry["name"] for entry in entries] == names  # iterable again, read again
+    assert [entry.name for entry in entries] == names  # iterable again, read again
     _, every = state.entries("all")
-    assert sorted(entry["name"] for entry in every) == sorted(names)
+    assert sorted(entry.name for entry in every) == sorted(names)
 
 
 def test_the_streamed_report_is_the_document_with_one_job_a_line(recorded) -> None:

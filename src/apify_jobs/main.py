@@ -10,6 +10,7 @@ from typing import Any
 
 from apify_jobs import __version__
 from apify_jobs.errors import ApifyJobsError, JobFileError
+from apify_jobs.reports import writers
 
 # Each command's help ends with examples, the environment it reads and its exit statuses.
 _EPILOGS = {
@@ -86,9 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-fast", action="store_true", help="after a failure, start nothing more")
     run.add_argument("--only", action="append", default=[], metavar="GLOB", help="run only jobs whose name matches")
     run.add_argument("--out-dir", default="out", help="output folder (default ./out)")
-    run.add_argument("--report", metavar="FILE", help="report path (default <out-dir>/report.json)")
-    run.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
-    run.add_argument("--html", metavar="FILE", help="also write an HTML report with a timeline (self-contained)")
+    writers.add_flags(run, json_flag=False)  # `run --json` prints the report instead
     run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                      help="colour in the live display on a terminal (auto: unless NO_COLOR; FORCE_COLOR forces it)")
     run.add_argument("--json", action="store_true", help="print the run's report (as report.json) instead of the summary")
@@ -108,13 +107,9 @@ def _parser() -> argparse.ArgumentParser:
 
     report = _command(commands, "report", "write report.json and JUnit again from the output folder's state")
     report.add_argument("--out-dir", default="out", help="output folder whose state to read (default ./out)")
-    report.add_argument("--json", metavar="PATH", help="report.json path (default <out-dir>/report.json)")
-    report.add_argument("--junit", metavar="PATH", help="also (or with no --json, only) a JUnit XML report")
+    writers.add_flags(report)
     report.add_argument("--run", default="last", metavar="last|all|N",
                         help="the last run (default), run number N, or every job's latest result")
-    report.add_argument("--html", metavar="PATH", help="also write the HTML report with its timeline")
-    report.add_argument("--markdown", metavar="PATH",
-                        help="also append a Markdown summary to PATH (e.g. \"$GITHUB_STEP_SUMMARY\")")
     report.add_argument("--merge", nargs="+", metavar="DIR",
                         help="merge these output folders (shards that ran apart) into --out-dir, and report on it")
 

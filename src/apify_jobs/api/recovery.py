@@ -43,7 +43,8 @@ from apify_jobs.api.identity import (
 )
 from apify_jobs.api.request import build_query
 from apify_jobs.api.retry import LOOKUP_POLICY, call_patiently
-from apify_jobs.model import INPUT_LIMIT_BYTES, Job, console_url
+from apify_jobs.model import INPUT_LIMIT_BYTES, Job
+from apify_jobs.record import console_url
 
 T = TypeVar("T")
 

@@ -10,8 +10,9 @@ from typing import Any
 from apify_jobs import jobfile
 from apify_jobs.api.request import DEFAULT_BASE_URL, build_request
 from apify_jobs.cli_output import parse_vars, print_problems, print_safely
-from apify_jobs.model import Job, JobResult
+from apify_jobs.model import Job
 from apify_jobs.outputs.destination import LocalFolder
+from apify_jobs.record import JobResult, RunFacts
 from apify_jobs.redaction import redact
 from apify_jobs.running.needs import NeedsValueFailed, deferred, describe_fan_out, expand, resolved, uses_needs
 from apify_jobs.running.selection import resumed_result, still_standing
@@ -86,8 +87,9 @@ def _as_planned(job: Job, standing: dict[str, JobResult]) -> list[Job]:
     return [deferred(job)]
 
 
-def _earlier(result: JobResult) -> dict[str, Any]:
-    return result.previous or {}
+def _earlier(result: JobResult) -> RunFacts | None:
+    """A resumed job's run, as the state recorded it (plan sends nothing to look it up)."""
+    return result.effective.run
 
 
 def _state(out_dir: str) -> State | None:

@@ -17,10 +17,11 @@ from apify_jobs.api.failures import JobFailure, OutputFailure
 from apify_jobs.api.request import DEFAULT_BASE_URL
 from apify_jobs.cli_output import configure_logging, parse_vars, print_problems, print_safely, write_safely
 from apify_jobs.errors import UsageError
-from apify_jobs.model import GoingRun, JobFile, JobResult
+from apify_jobs.model import JobFile
 from apify_jobs.outputs.destination import LocalFolder, check_writable_folder
 from apify_jobs.outputs.paths import DEFAULT_REPORT, STATE_FOLDER, may_land_on
-from apify_jobs.reports import report
+from apify_jobs.record import GoingRun, JobResult
+from apify_jobs.reports import report, writers
 from apify_jobs.reports.progress import interrupted_runs, make_progress, summary
 from apify_jobs.reports.report import ReportOf
 from apify_jobs.running.executor import Executor
@@ -44,23 +45,22 @@ def main(args: argparse.Namespace) -> int:
         print_problems(warnings)
     plan = select(job_files, args.only, shard, args.concurrency, args.fail_fast)
     destination = LocalFolder(args.out_dir)
-    report_path = args.report or os.path.join(args.out_dir, DEFAULT_REPORT)
-    reports = {"--report": report_path, "--junit": args.junit, "--html": args.html}
-    _refuse_collisions(plan, destination, reports)
+    reports = writers.chosen(args, os.path.join(args.out_dir, DEFAULT_REPORT))
+    _refuse_collisions(plan, destination, {flag: path for flag, (_, path) in reports.items()})
     configure_logging(args.verbose)
     with _api(args) as (base_url, token):
         check_base_url(base_url)
         if base_url.startswith("https"):
             ca_setting(os.environ)  # a CA path that does not exist: exit 2 before anything is sent
-        state = _preflight(destination, reports)
+        state = _preflight(destination, [path for _, path in reports.values()])
         try:
-            return _run(args, plan, job_files, destination, state, base_url, token, report_path)
+            return _run(args, plan, job_files, destination, state, base_url, token, reports)
         finally:
             state.close()
 
 
 def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destination: LocalFolder, state: State,
-         base_url: str, token: str | None, report_path: str) -> int:
+         base_url: str, token: str | None, reports: dict[str, tuple[writers.ReportFormat, str]]) -> int:
     files = [{"path": f.path, "sha256": f.sha256} for f in job_files]
     state.begin({"only": args.only, "shard": args.shard, "outDir": args.out_dir,
                  "jobs": [e.job.name for e in plan.entries]}, files)
@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destina
     client.close()
     destination.sync()  # outputs are durable before a report says they exist
     state.update([r for r in results if r.run is not None or r.facts_note])  # the run facts, found after the jobs
-    state.finish(executor.interrupted, {"runsStillGoing": [vars(g) for g in going]})
+    state.finish(executor.interrupted, {"runsStillGoing": [g.to_dict() for g in going]})
     invocation, entries = state.entries(str(state.invocation))
     of = ReportOf(entries, files, executor.interrupted, True, going, state.invocation,
                   invocation.started_at if invocation else None, invocation.finished_at if invocation else None)
@@ -96,15 +96,15 @@ def _run(args: argparse.Namespace, plan: Plan, job_files: list[JobFile], destina
         write_safely(report.json_text(of))
     else:
         print_safely(summary(results) if not args.quiet else _failures_only(results))
-    written = _write_reports(report_path, args.junit, of, args.html)
+    written = _write_reports(reports, of)
     if executor.interrupted:
         print_safely(interrupted_runs(going, args.abort_on_interrupt), sys.stderr)
-        print_safely("apify-jobs: interrupted; report written to " + report_path, sys.stderr)
+        print_safely("apify-jobs: interrupted; report written to " + reports["--report"][1], sys.stderr)
         return EXIT_SIGNALLED[executor.signal]
     return EXIT_OK if written and all(r.succeeded for r in results) else EXIT_FAILED
 
 
-def _refuse_collisions(plan: Plan, destination: LocalFolder, reports: dict[str, str | None]) -> None:
+def _refuse_collisions(plan: Plan, destination: LocalFolder, reports: dict[str, str]) -> None:
     """The state folder, the reports (report.json, JUnit, HTML) and every output are distinct files; refused before
     anything is sent."""
     state_folder = os.path.abspath(os.path.join(destination.out_dir, STATE_FOLDER))
@@ -120,12 +120,12 @@ def _refuse_collisions(plan: Plan, destination: LocalFolder, reports: dict[str, 
                                  "give one of them another path")
 
 
-def _preflight(destination: LocalFolder, reports: dict[str, str | None]) -> State:
+def _preflight(destination: LocalFolder, reports: list[str]) -> State:
     """Prove that the output folder, the report and JUnit can be written and open the state — before the first
     request costs money."""
     try:
         destination.check_writable()
-        for path in reports.values():
+        for path in reports:
             if path:
                 check_writable_folder(os.path.dirname(os.path.abspath(path)))
     except OutputFailure as failure:
@@ -147,11 +147,11 @@ def _after_the_batch(args: argparse.Namespace, context: RunContext, results: lis
     return []
 
 
-def _write_reports(report_path: str, junit_path: str | None, of: ReportOf, html_path: str | None = None) -> bool:
-    """Write report.json (and JUnit); a report that cannot be written is one line and exit 1, never a
-    traceback: the jobs' outputs are written already, and `apify-jobs report` can write it again."""
+def _write_reports(reports: dict[str, tuple[writers.ReportFormat, str]], of: ReportOf) -> bool:
+    """Write every report asked for; one that cannot be written is one line and exit 1, never a traceback: the
+    jobs' outputs are written already, and `apify-jobs report` can write it again."""
     try:
-        report.write(of, report_path, junit_path, html_path)
+        writers.write(of, reports)
     except OutputFailure as failure:
         print_safely(f"apify-jobs: the jobs ran (see the summary), but the report could not be written: {failure}",
                      sys.stderr)

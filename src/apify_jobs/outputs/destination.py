@@ -27,8 +27,9 @@ from collections.abc import Iterable
 from types import TracebackType
 
 from apify_jobs.api.failures import Cancelled, OutputFailure
-from apify_jobs.model import Job, WrittenOutput
+from apify_jobs.model import Job
 from apify_jobs.outputs.paths import answered_output, planned_output
+from apify_jobs.record import WrittenOutput
 
 TEMP_SUFFIX = ".part"
 REJECTED_SUFFIX = ".rejected"  # an output that failed its expectations, beside the last good one

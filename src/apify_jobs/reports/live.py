@@ -13,7 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from apify_jobs.model import JobResult, Status
+from apify_jobs.record import JobResult, Status
 from apify_jobs.redaction import redact
 from apify_jobs.reports.progress import Progress
 

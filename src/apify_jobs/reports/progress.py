@@ -8,9 +8,9 @@ import threading
 import time
 from typing import IO
 
-from apify_jobs.model import GoingRun, JobResult, Status
+from apify_jobs.record import GoingRun, JobResult, Status
 from apify_jobs.redaction import redact
-from apify_jobs.reports.report import total_usage
+from apify_jobs.reports.report import Totals
 
 
 def make_progress(total: int, quiet: bool, color: str = "auto") -> Progress:
@@ -81,7 +81,7 @@ def summary(results: list[JobResult]) -> str:
         if r.succeeded and r.output:
             detail = r.output.path
         elif (earlier := r.previous) is not None:  # resumed: its output is the earlier run's
-            detail = f"{(earlier.get('output') or {}).get('path', '')} (resumed)"
+            detail = f"{earlier.output.path if earlier.output else ''} (resumed)"
         elif r.error is not None:
             detail = f"{r.error.type}: {r.error.message}".strip(": ") or (r.note or "")
             if r.error.run_id and r.error.run_id not in detail:
@@ -92,14 +92,15 @@ def summary(results: list[JobResult]) -> str:
         rows.append((r.name, r.status.value, str(r.attempts), seconds, detail))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows]
-    totals = {s.value: sum(r.status is s for r in results) for s in Status}
-    expectations = sum(r.error is not None and r.error.type == "expectation-failed" for r in results)
-    totals["failed"] -= expectations
-    totals["failed expectations"] = expectations
+    batch = Totals.of(results)
+    totals = dict(batch.counts)
+    totals["failed"] -= batch.failed_expectations
+    totals["failed expectations"] = batch.failed_expectations
     lines.append(", ".join(f"{count} {status}" for status, count in totals.items() if count) or "no jobs")
-    usage = total_usage(results)
-    if usage is not None:
-        lines.append(f"cost: ${usage[0]:.4f}" + (" (preliminary: the platform may still revise it)" if usage[1] else ""))
+    cost = batch
+    if cost.usage_usd is not None:
+        lines.append(f"cost: ${cost.usage_usd:.4f}"
+                     + (" (preliminary: the platform may still revise it)" if cost.preliminary else ""))
     for r in results:
         if r.status is Status.FAILED and r.run is not None:
             lines.append(f"{r.name}: {r.run.console_url}")

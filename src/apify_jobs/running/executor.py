@@ -13,7 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from apify_jobs.model import Job, JobResult, Status, now
+from apify_jobs.model import Job, now
+from apify_jobs.record import JobResult, Status
 from apify_jobs.reports.progress import Progress
 from apify_jobs.running.needs import NeedsValueFailed, expand
 from apify_jobs.running.runner import RunContext, decided, facts_of, run_job

@@ -17,6 +17,7 @@ from apify_jobs import __version__
 from apify_jobs.errors import ApifyJobsError
 from apify_jobs.model import now
 from apify_jobs.outputs.destination import sha256_of
+from apify_jobs.record import JobResult
 from apify_jobs.running.state import Invocation, State, StoredResult
 
 
@@ -26,7 +27,7 @@ class MergeRefused(ApifyJobsError):
 
 @dataclass
 class Merged:
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    records: list[JobResult] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     copied: int = 0
     linked: int = 0
@@ -41,8 +42,8 @@ class _Candidate:
 
     @property
     def relative(self) -> str | None:
-        path = (self.result.entry.get("output") or {}).get("path")
-        return os.path.relpath(path, self.out_dir) if path else None
+        output = self.result.record.output
+        return os.path.relpath(output.path, self.out_dir) if output and output.path else None
 
 
 def merge(folders: list[str], out_dir: str) -> Merged:
@@ -70,7 +71,7 @@ def merge(folders: list[str], out_dir: str) -> Merged:
                 merged.runs += 1
         for name in sorted(chosen):
             candidate = chosen[name]
-            merged.entries.append(_rewritten(candidate.result, candidate.out_dir, out_dir).entry)
+            merged.records.append(_rewritten(candidate.result, candidate.out_dir, out_dir).record)
             if candidate.relative:
                 linked = _place(os.path.join(candidate.folder, candidate.relative), os.path.join(out_dir,
                                                                                                  candidate.relative))
@@ -100,10 +101,10 @@ def _choose(loaded: list[tuple[str, Any, list[StoredResult]]]) -> tuple[dict[str
             if result.status != "succeeded" or result.resumed:
                 continue
             candidate = _Candidate(folder, result, out_dirs.get(result.invocation, folder))
-            sha = (result.entry.get("output") or {}).get("sha256", "")
+            sha = result.record.output.sha256 if result.record.output else ""
             by_request.setdefault((result.job, result.request_key), {})[sha] = candidate
             current = latest.get(result.job)
-            if current is None or str(result.entry.get("finishedAt")) >= str(current.result.entry.get("finishedAt")):
+            if current is None or str(result.record.finished_at) >= str(current.result.record.finished_at):
                 latest[result.job] = candidate
     conflicts = []
     for (job, _), outputs in sorted(by_request.items()):
@@ -118,19 +119,18 @@ def _check(candidate: _Candidate) -> None:
     if candidate.relative is None:
         return
     source = os.path.join(candidate.folder, candidate.relative)
-    expected = (candidate.result.entry.get("output") or {}).get("sha256")
+    expected = candidate.result.record.output.sha256 if candidate.result.record.output else None
     if sha256_of(source) != expected:
         raise MergeRefused(f"{source} does not match the sha256 its run recorded ({str(expected)[:12]}…): the "
                            "artifact is damaged or was changed; nothing was merged")
 
 
 def _rewritten(result: StoredResult, old_out_dir: str, new_out_dir: str) -> StoredResult:
-    entry = dict(result.entry)
-    output = entry.get("output")
-    if isinstance(output, dict) and output.get("path"):
-        entry["output"] = {**output, "path": os.path.join(new_out_dir, os.path.relpath(output["path"], old_out_dir))}
-    return StoredResult(result.invocation, result.seq, result.job, result.request_key, result.status,
-                        result.error_type, result.resumed, entry)
+    output = result.record.output
+    if output is None or not output.path:
+        return result
+    moved = replace(output, path=os.path.join(new_out_dir, os.path.relpath(output.path, old_out_dir)))
+    return replace(result, record=replace(result.record, output=moved))
 
 
 def _place(source: str, target: str) -> bool:

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from apify_jobs.api.failures import JobFailure
 from apify_jobs.jobfile import expressions
 from apify_jobs.jobfile.expressions import Context, ExpressionError, NeedsValues, Ref
-from apify_jobs.model import INPUT_LIMIT_BYTES, Job, JobResult
+from apify_jobs.model import INPUT_LIMIT_BYTES, Job
+from apify_jobs.record import JobResult, RunFacts
 
 OUTPUT_LIMIT = 64 << 20  # an output used in an expression is parsed whole: up to this size
+
+
+FactsOf = Callable[[JobResult], RunFacts | None]  # a needed job's run (IDs, storages), found how it can be
 
 
 class NeedsValueFailed(JobFailure):
@@ -37,7 +42,7 @@ def deferred(job: Job) -> Job:
     return _substituted(job, _Shown())
 
 
-def resolved(job: Job, finished: dict[str, JobResult], facts: Any) -> Job:
+def resolved(job: Job, finished: dict[str, JobResult], facts: FactsOf) -> Job:
     """The job with every `needs` value substituted; raises NeedsValueFailed. ``facts(result)`` gives a
     needed job's run facts (looked up by identity when the batch has not seen them yet)."""
     job = _substituted(job, _Runtime(job, finished, facts))
@@ -51,7 +56,7 @@ def resolved(job: Job, finished: dict[str, JobResult], facts: Any) -> Job:
 FAN_OUT_LIMIT = 1_000  # jobs one fan-out may expand to, as for a static matrix
 
 
-def expand(job: Job, finished: dict[str, JobResult], facts: Any, taken: set[str]) -> list[Job]:
+def expand(job: Job, finished: dict[str, JobResult], facts: FactsOf, taken: set[str]) -> list[Job]:
     """A fan-out job's jobs, once its needs succeeded: one per combination of the matrix's lists (a needed
     output's list among them), named as matrix jobs are. Raises NeedsValueFailed (nothing is sent) when a
     value is not a list, the count is over the limit, or a name is taken."""
@@ -118,7 +123,7 @@ class _Shown(NeedsValues):
 
 
 class _Runtime(NeedsValues):
-    def __init__(self, job: Job, finished: dict[str, JobResult], facts: Any):
+    def __init__(self, job: Job, finished: dict[str, JobResult], facts: FactsOf):
         self._job = job
         self._finished = finished
         self._facts = facts
@@ -130,9 +135,9 @@ class _Runtime(NeedsValues):
             raise NeedsValueFailed(f"{self._job.name}: needs.{ref.name} has no value: {ref.name} did not succeed")
         if ref.field == "output":
             return _select(self._output(ref.name, result), expressions.steps(ref.path), str(ref), ref.name)
-        run = self._facts(result)
-        value = {"runId": run.get("runId"), "datasetId": run.get("defaultDatasetId"),
-                 "keyValueStoreId": run.get("defaultKeyValueStoreId")}[ref.field]
+        run: RunFacts | None = self._facts(result)
+        value = None if run is None else {"runId": run.run_id, "datasetId": run.dataset_id,
+                                          "keyValueStoreId": run.store_id}[ref.field]
         if not value:
             raise NeedsValueFailed(f"{self._job.name}: ${{{{ needs.{ref} }}}}: the run of {ref.name} was not found, "
                                    "so its IDs are unknown; not sent")
@@ -140,12 +145,10 @@ class _Runtime(NeedsValues):
 
     def _output(self, name: str, result: JobResult) -> Any:
         if name not in self._outputs:
-            earlier = result.previous
-            output = earlier.get("output") if earlier is not None else (
-                {"path": result.output.path, "contentType": result.output.content_type} if result.output else None)
-            if not output or not output.get("path"):
+            output = result.effective.output
+            if output is None or not output.path:
                 raise NeedsValueFailed(f"{self._job.name}: {name} wrote no output to take values from")
-            self._outputs[name] = _parse(str(output["path"]), output.get("contentType"), self._job.name, name)
+            self._outputs[name] = _parse(output.path, output.content_type, self._job.name, name)
         return self._outputs[name]
 
 

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from apify_jobs.api import recovery
 from apify_jobs.api.client import ApiClient
@@ -28,9 +27,10 @@ from apify_jobs.api.failures import (
 from apify_jobs.api.identity import Attempt, Attempts
 from apify_jobs.api.request import RunRequest, build_request
 from apify_jobs.api.retry import call_with_retries
-from apify_jobs.model import SYNC_WAIT_SECONDS, Job, JobError, JobResult, Recovery, RecoveryLook, Status, now
+from apify_jobs.model import SYNC_WAIT_SECONDS, Job, now
 from apify_jobs.outputs.destination import Destination
 from apify_jobs.outputs.expect import Check
+from apify_jobs.record import JobError, JobResult, Recovery, RecoveryLook, RunFacts, Status
 from apify_jobs.running.needs import NeedsValueFailed, resolved, uses_needs
 from apify_jobs.running.run_facts import find_runs
 
@@ -127,26 +127,26 @@ def run_job(job: Job, context: RunContext) -> JobResult:
     return result
 
 
-def facts_of(result: JobResult, context: RunContext) -> dict[str, Any]:
+def facts_of(result: JobResult, context: RunContext) -> RunFacts | None:
     """A needed job's run facts (runId, storages): from its result or its earlier one, else looked up now by
     its attempts' identity (the batch's own look-up comes only at its end)."""
     earlier = result.previous
     if earlier is not None:  # resumed: its run is the earlier one's
-        ids = earlier.get("attemptIds") or []
-        if earlier.get("runId") or not ids:
-            return earlier
+        ids = earlier.attempt_ids
+        if earlier.run is not None or not ids:
+            return earlier.run
         attempts = [Attempt(attempt_id, result.name, result.task, n, result.actor, sent_at=0.0)
                     for n, attempt_id in enumerate(ids)]
         found = find_runs(context.client, attempts, context.cancelled)
-        return found[ids[-1]].to_dict() if ids[-1] in found else earlier
+        return found.get(ids[-1])
     if result.run is None and result.attempt_ids:
         found = find_runs(context.client, context.attempts.of_job(result.name), context.cancelled)
         runs = [found[a] for a in result.attempt_ids if a in found]
         if runs:
             result.run, result.other_runs = runs[-1], runs[:-1]
     if result.run is None and result.recovery is not None and result.recovery.run_id:
-        return {"runId": result.recovery.run_id}
-    return result.run.to_dict() if result.run else {}
+        return RunFacts(result.recovery.run_id)
+    return result.run
 
 
 def _send(job: Job, request: RunRequest, context: RunContext, sent: Attempt, result: JobResult, write: _Write) -> None:

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 from apify_jobs.api.request import build_request
 from apify_jobs.errors import UsageError
-from apify_jobs.model import Job, JobFile, JobResult, Status
+from apify_jobs.model import Job, JobFile
 from apify_jobs.outputs.destination import Destination
+from apify_jobs.record import JobResult, Status
 from apify_jobs.running.needs import uses_needs
 from apify_jobs.running.runner import new_result
 from apify_jobs.running.state import Earlier, State, request_key
@@ -122,7 +123,7 @@ def still_standing(job: Job, state: State, destination: Destination, base_url: s
 
 def _standing(result: JobResult, state: State, destination: Destination) -> Earlier | None:
     earlier = state.latest_success(result.name, request_key(result))
-    output = (earlier.entry.get("output") or {}) if earlier else {}
-    if earlier is None or not output.get("path") or destination.sha256_of(output["path"]) != output.get("sha256"):
+    output = earlier.record.output if earlier else None
+    if earlier is None or output is None or not output.path or destination.sha256_of(output.path) != output.sha256:
         return None
     return earlier

@@ -8,8 +8,9 @@ processes (shards, separate invocations) record into one state safely: SQLite's 
 and one short transaction per job. A job run by a live process holds a lease on its name; a dead
 process's lease is taken over.
 
-The state stores what the report shows (the token is masked before anything is written), and for
-`--resume` a request key: the sha256 of the request as sent (endpoint, task, query, input sha256).
+The state stores each job's record (`apify_jobs.record`, with its version; the token is masked before
+anything is written), and for `--resume` a request key: the sha256 of the request as sent (endpoint, task,
+query, input sha256).
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from typing import Any
 
 from apify_jobs import __version__
 from apify_jobs.errors import ApifyJobsError
-from apify_jobs.model import JobResult, now
+from apify_jobs.model import now
 from apify_jobs.outputs.destination import pid_alive
 from apify_jobs.outputs.paths import STATE_FOLDER
+from apify_jobs.record import RECORD_VERSION, JobResult, RecordError, from_json, to_json
 from apify_jobs.redaction import redact
 
 STATE_FILE = "state.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: results.record_version
 BUSY_TIMEOUT_MS = 30_000
 FOREIGN_LEASE_SECONDS = 24 * 3600  # a lease held from another machine is trusted this long
 
@@ -81,7 +83,8 @@ CREATE TABLE IF NOT EXISTS results (
     output_path TEXT,
     output_sha256 TEXT,
     finished_at TEXT,
-    entry TEXT NOT NULL
+    entry TEXT NOT NULL,
+    record_version INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS results_by_job ON results(job, request_key, status, id);
 CREATE INDEX IF NOT EXISTS results_by_invocation ON results(invocation, job);
@@ -113,12 +116,12 @@ class Invocation:
 class Earlier:
     """An earlier succeeded result of a job, for `--resume`."""
 
-    text: str  # the report entry, as stored
+    text: str  # the record, as stored
     finished_at: str | None
 
     @property
-    def entry(self) -> dict[str, Any]:
-        return dict(json.loads(self.text))
+    def record(self) -> JobResult:
+        return from_json(self.text)
 
 
 def _process_start(pid: int) -> str | None:
@@ -195,6 +198,9 @@ class State:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+            elif version == 1:  # before records carried their version: every one of them is version 1
+                db.execute("ALTER TABLE results ADD COLUMN record_version INTEGER NOT NULL DEFAULT 1")
+            if version < SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("SELECT count(*) FROM results").fetchone()
             db.execute("COMMIT")
@@ -339,12 +345,11 @@ class State:
                 pending.done.set()
 
     def _row(self, seq: int, result: JobResult) -> tuple[Any, ...]:
-        entry = result.to_dict()
-        output = entry.get("output") or {}
-        return (self.invocation, seq, result.name, request_key(result), entry["status"],
-                result.error.type if result.error else None, int(result.resumed),
-                output.get("path"), output.get("sha256"), entry.get("finishedAt"),
-                _stored(entry))
+        said = result.effective
+        return (self.invocation, seq, result.name, request_key(result), said.status.value,
+                said.error.type if said.error else None, int(said.resumed),
+                said.output.path if said.output else None, said.output.sha256 if said.output else None,
+                said.finished_at, _stored(said), RECORD_VERSION)
 
     def _commit(self, rows: list[tuple[Any, ...]]) -> None:
         with self._lock:
@@ -352,8 +357,8 @@ class State:
                 with self._transaction():
                     self._db.executemany(
                         "INSERT INTO results (invocation, seq, job, request_key, status, error_type, resumed, "
-                        "output_path, output_sha256, finished_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        rows)
+                        "output_path, output_sha256, finished_at, entry, record_version) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
                     self._db.executemany("DELETE FROM leases WHERE job = ? AND pid = ? AND host = ?",
                                          [(row[2], self._pid, self._host) for row in rows])
             except sqlite3.DatabaseError as exc:
@@ -365,9 +370,8 @@ class State:
             try:
                 with self._transaction():
                     self._db.executemany(
-                        "UPDATE results SET entry = ? WHERE invocation = ? AND job = ? AND resumed = 0",
-                        ((_stored(r.to_dict()), self.invocation, r.name)
-                         for r in results))
+                        "UPDATE results SET entry = ?, record_version = ? WHERE invocation = ? AND job = ? "
+                        "AND resumed = 0", ((_stored(r), RECORD_VERSION, self.invocation, r.name) for r in results))
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
 
@@ -376,22 +380,31 @@ class State:
         last good output stays, but the job is not done: it runs again)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT entry, finished_at, id FROM results WHERE job = ? AND request_key = ? AND status = 'succeeded' "
-                "ORDER BY id DESC LIMIT 1", (job, key)).fetchone()
+                "SELECT entry, finished_at, id, record_version FROM results WHERE job = ? AND request_key = ? "
+                "AND status = 'succeeded' ORDER BY id DESC LIMIT 1", (job, key)).fetchone()
             rejected = row is not None and self._db.execute(
                 "SELECT 1 FROM results WHERE job = ? AND request_key = ? AND error_type = 'expectation-failed' "
                 "AND id > ? LIMIT 1", (job, key, row[2])).fetchone() is not None
         if row is None or rejected:
             return None
+        self._readable(row[3], row[0])
         return Earlier(row[0], row[1])
 
     def everything(self) -> tuple[list[Invocation], list[StoredResult]]:
         """Every run and every result, oldest first (what `report --merge` copies)."""
         with self._lock:
             runs = [_invocation(row) for row in self._db.execute("SELECT * FROM invocations ORDER BY id")]
-            rows = self._db.execute("SELECT invocation, seq, job, request_key, status, error_type, resumed, entry "
-                                    "FROM results ORDER BY id").fetchall()
-        return runs, [StoredResult(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), json.loads(r[7])) for r in rows]
+            rows = self._db.execute("SELECT invocation, seq, job, request_key, status, error_type, resumed, entry, "
+                                    "record_version FROM results ORDER BY id").fetchall()
+        return runs, [StoredResult(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), self._readable(r[8], r[7]))
+                      for r in rows]
+
+    def _readable(self, version: int, text: str) -> JobResult:
+        """A stored record, or one clear line naming the state (a damaged or newer record is never guessed at)."""
+        try:
+            return from_json(text, version)
+        except RecordError as exc:
+            raise StateError(f"the state {self.path} holds {exc}") from None
 
     def adopt(self, run: Invocation, results: list[StoredResult]) -> int:
         """Copy another folder's run and its results into this state, as a run of its own; returns its number."""
@@ -406,10 +419,12 @@ class State:
                     number = int(cursor.lastrowid or 0)
                     self._db.executemany(
                         "INSERT INTO results (invocation, seq, job, request_key, status, error_type, resumed, "
-                        "output_path, output_sha256, finished_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "output_path, output_sha256, finished_at, entry, record_version) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [(number, r.seq, r.job, r.request_key, r.status, r.error_type, int(r.resumed),
-                          (r.entry.get("output") or {}).get("path"), (r.entry.get("output") or {}).get("sha256"),
-                          r.entry.get("finishedAt"), json.dumps(r.entry, ensure_ascii=False)) for r in results])
+                          r.record.output.path if r.record.output else None,
+                          r.record.output.sha256 if r.record.output else None,
+                          r.record.finished_at, to_json(r.record), RECORD_VERSION) for r in results])
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
         return number
@@ -429,14 +444,16 @@ class State:
                                                       (invocation.id,))]
         return invocation, StoredEntries(self, ids)
 
-    def _entries_by_id(self, ids: list[int]) -> dict[int, str]:
+    def _records_by_id(self, ids: list[int]) -> dict[int, JobResult]:
         with self._lock:
             marks = ",".join("?" * len(ids))
-            return dict(self._db.execute(f"SELECT id, entry FROM results WHERE id IN ({marks})", ids).fetchall())
+            rows = self._db.execute(f"SELECT id, entry, record_version FROM results WHERE id IN ({marks})",
+                                    ids).fetchall()
+        return {number: self._readable(version, text) for number, text, version in rows}
 
 
 class StoredEntries:
-    """Report entries in the state, decoded one batch at a time, as often as they are iterated."""
+    """Records in the state, decoded one batch at a time, as often as they are iterated."""
 
     BATCH = 500
 
@@ -447,17 +464,17 @@ class StoredEntries:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[JobResult]:
         for start in range(0, len(self._ids), self.BATCH):
             batch = self._ids[start:start + self.BATCH]
-            texts = self._state._entries_by_id(batch)
+            records = self._state._records_by_id(batch)
             for number in batch:
-                yield json.loads(texts[number])
+                yield records[number]
 
 
-def _stored(entry: dict[str, Any]) -> str:
-    """A report entry as the state keeps it: JSON, the token and secrets masked."""
-    return redact(json.dumps(entry, ensure_ascii=False))
+def _stored(record: JobResult) -> str:
+    """A record as the state keeps it: JSON, the token and secrets masked."""
+    return redact(to_json(record))
 
 
 class _Pending:
@@ -482,7 +499,7 @@ class StoredResult:
     status: str
     error_type: str | None
     resumed: bool
-    entry: dict[str, Any]
+    record: JobResult
 
 
 def _invocation(row: tuple[Any, ...]) -> Invocation:
