@@ -111,3 +111,40 @@ def test_every_failure_class_states_its_facts() -> None:
 def test_a_drop_knows_from_whether_the_request_left() -> None:
     assert ConnectionDropped("reset", request_sent=True).started_run is None
     assert ConnectionDropped("refused", request_sent=False).started_run is False
+
+
+def test_every_expect_key_has_a_registered_check() -> None:
+    from apify_jobs.outputs.expect import CHECKS
+
+    schema = json.loads((REPO / "schema" / "jobs.schema.json").read_text())
+    keys = [key for entry in CHECKS for key in entry.keys]
+    assert sorted(keys) == sorted(schema["$defs"]["expect"]["properties"]) and len(set(keys)) == len(keys)
+
+
+def test_the_reader_goes_as_deep_as_the_deepest_check_and_no_deeper(tmp_path, monkeypatch) -> None:
+    """The early stop derives from the registered checks: a newly registered check of depth VALUES sees every
+    item without a change to the reader; nonEmpty alone parses one."""
+    from apify_jobs.outputs import expect
+    from tests.helpers import make_job
+
+    seen: list[int] = []
+
+    class Spy:
+        depth = expect.Depth.VALUES
+
+        def item(self, index, value, verdict) -> None:
+            seen.append(index)
+
+        def document(self, value, verdict) -> None: ...
+
+        def finish(self, seen, verdict) -> None: ...
+
+    job = make_job(tmp_path, {"name": "a", "task": "me~t"})
+    only_first = expect.Check(job, "application/json")
+    monkeypatch.setattr(expect, "CHECKS", (*expect.CHECKS, expect.Registered(("spy",), lambda e: Spy())))
+    spied = expect.Check(job, "application/json")
+    for check in (only_first, spied):
+        for piece in (b"[1,", b"2,", b"3]"):
+            check.feed(piece)
+        assert check.finish() is None
+    assert seen == [0, 1, 2] and only_first.items == 1 and spied.items == 3

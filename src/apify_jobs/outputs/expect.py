@@ -5,13 +5,18 @@ Items are counted and checked incrementally, so memory stays flat whatever the s
 `ijson`'s C backend (one item at a time), JSONL line by line, CSV by counting the line ends outside quotes.
 Formats that cannot be checked (xlsx, xml, html, rss) are refused by `validate` for `minItems`,
 `maxItems` and `schema`; an answer of such a type at run time fails the check with a clear message.
+
+Each `expect:` key is one check (`OutputCheck`) in the registry `CHECKS`. A check says how deep it must see
+(`Depth`): the reader parses only as deep as the deepest check of the job, and stops reading once no check
+needs more, so a new check cannot be missed by the early stop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+import enum
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from apify_jobs.model import Expectations, Job
 
@@ -58,22 +63,155 @@ class Verdict:
         return f"{self.total} expectation{'s' * (self.total != 1)} failed: " + "; ".join(self.violations) + more
 
 
+class Depth(enum.IntEnum):
+    """How much of the output a check must see; the reader goes as deep as the deepest check."""
+
+    BYTES = 0  # the bytes and the content type only
+    FIRST_ITEM = 1  # whether there is an item
+    COUNT = 2  # how many items (each item found, none built)
+    VALUES = 3  # every item's value
+
+
+@dataclass
+class Seen:
+    """What the reader saw of the output, when it ended."""
+
+    kind: str  # json, jsonl, csv or opaque (see kind_of)
+    content_type: str | None
+    bytes: int
+    items: int
+    dataset: bool  # the items endpoint: "empty" means no items
+    was_list: bool  # an OUTPUT record that is a JSON array: "empty" means no items too
+
+    @property
+    def media(self) -> str:
+        return media_type(self.content_type)
+
+
+class OutputCheck(Protocol):
+    """One `expect:` key. ``item``/``document`` are called only for a check of depth VALUES; ``finish`` is
+    called once at the end, and only for checks of depth BYTES when the output could not be read."""
+
+    depth: Depth
+
+    def item(self, index: int, value: Any, verdict: Verdict) -> None: ...
+
+    def document(self, value: Any, verdict: Verdict) -> None: ...
+
+    def finish(self, seen: Seen, verdict: Verdict) -> None: ...
+
+
+class _Check:
+    depth = Depth.BYTES
+
+    def item(self, index: int, value: Any, verdict: Verdict) -> None:
+        """Only checks of depth VALUES see items."""
+
+    def document(self, value: Any, verdict: Verdict) -> None:
+        """Only checks that judge a whole JSON document see it."""
+
+    def finish(self, seen: Seen, verdict: Verdict) -> None:
+        raise NotImplementedError
+
+
+class ContentType(_Check):
+    def __init__(self, wanted: str):
+        self.wanted = wanted
+
+    def finish(self, seen: Seen, verdict: Verdict) -> None:
+        if seen.media != self.wanted.lower():
+            verdict.add(f"the content type is {seen.media or 'not given'}, not {self.wanted}")
+
+
+class NonEmpty(_Check):
+    depth = Depth.FIRST_ITEM
+
+    def finish(self, seen: Seen, verdict: Verdict) -> None:
+        if seen.bytes == 0:
+            verdict.add("the output is empty (no OUTPUT record, or no items)")
+        elif seen.items == 0 and (seen.dataset or seen.was_list):
+            verdict.add("the output has no items")
+
+
+class ItemCount(_Check):
+    """`minItems` and `maxItems` together: one message for an output whose items cannot be counted."""
+
+    depth = Depth.COUNT
+
+    def __init__(self, low: int | None, high: int | None):
+        self.low, self.high = low, high
+        self._not_a_list: str | None = None
+
+    def document(self, value: Any, verdict: Verdict) -> None:
+        self._not_a_list = type(value).__name__
+
+    def finish(self, seen: Seen, verdict: Verdict) -> None:
+        if self._not_a_list is not None:
+            verdict.add(f"the output is a JSON {self._not_a_list}, not a list of items")
+        elif seen.kind == "opaque":
+            verdict.add(f"items cannot be counted in {seen.media or 'an untyped answer'}")
+        elif self.low is not None and seen.items < self.low:
+            verdict.add(f"{seen.items} item{'s' * (seen.items != 1)}, fewer than minItems {self.low}")
+        elif self.high is not None and seen.items > self.high:
+            verdict.add(f"{seen.items} items, more than maxItems {self.high}")
+
+
+class Schema(_Check):
+    depth = Depth.VALUES
+
+    def __init__(self, schema: Any):
+        self._validator = _validator(schema)
+
+    def item(self, index: int, value: Any, verdict: Verdict) -> None:
+        for error in self._validator.iter_errors(value):
+            verdict.add(f"item {index} at {_pointer(error)}: {error.message[:200]}")
+
+    def document(self, value: Any, verdict: Verdict) -> None:
+        for error in self._validator.iter_errors(value):
+            verdict.add(f"the document at {_pointer(error)}: {error.message[:200]}")
+
+    def finish(self, seen: Seen, verdict: Verdict) -> None:
+        if seen.kind not in ("json", "jsonl"):
+            verdict.add(f"a schema cannot be checked against {seen.media or 'an untyped answer'}")
+
+
+def _pointer(error: Any) -> str:
+    return "".join(f"/{part}" for part in error.absolute_path) or "/"
+
+
+@dataclass(frozen=True)
+class Registered:
+    keys: tuple[str, ...]  # the `expect:` keys it checks
+    make: Callable[[Expectations], OutputCheck | None]  # None: the job does not ask for it
+
+
+# The registry, in the order violations are reported. A new `expect:` key: its check here, its key in
+# jobs.schema.json, and its field in model.Expectations (resolved in jobfile/resolve.py).
+CHECKS: tuple[Registered, ...] = (
+    Registered(("contentType",), lambda e: ContentType(e.content_type) if e.content_type else None),
+    Registered(("nonEmpty",), lambda e: NonEmpty() if e.non_empty else None),
+    Registered(("minItems", "maxItems"),
+               lambda e: ItemCount(e.min_items, e.max_items) if e.min_items is not None or e.max_items is not None
+               else None),
+    Registered(("schema", "schemaFile"), lambda e: Schema(e.schema) if e.schema is not None else None),
+)
+
+
 class Check:
     """Feed it the output's bytes as they arrive; `finish()` says what failed, if anything."""
 
     def __init__(self, job: Job, content_type: str | None):
-        self.expect: Expectations = job.expect
         self.content_type = content_type
         self.kind = kind_of(job, content_type)
         self.bytes = 0
         self.items = 0
         self.verdict = Verdict()
-        self._validator = _validator(self.expect.schema) if self.expect.schema is not None else None
-        self._counting = self.expect.min_items is not None or self.expect.max_items is not None
-        self._needs_items = self._counting or self._validator is not None or self.expect.non_empty
+        self._checks = [check for entry in CHECKS if (check := entry.make(job.expect)) is not None]
+        self._valued = [check for check in self._checks if check.depth is Depth.VALUES]
+        self.depth = max((check.depth for check in self._checks), default=Depth.BYTES)
         self._broken: str | None = None
-        self.dataset = job.dataset is not None  # items endpoint: "empty" means no items
-        self._was_list = False  # an OUTPUT record that is a JSON array: "empty" means no items too
+        self.dataset = job.dataset is not None
+        self._was_list = False
         skip_header = job.dataset is not None and bool(job.dataset.get("skipHeaderRow"))
         self._feeder = self._start(skip_header)
 
@@ -85,8 +223,8 @@ class Check:
             except StopIteration:  # the reader is done: broken, or it has seen all it needs
                 self._feeder = None
                 return
-            if self.items and not self._counting and self._validator is None:
-                self._feeder = None  # nonEmpty alone needs one item: the rest of the output is not parsed
+            if self.items and self.depth <= Depth.FIRST_ITEM:
+                self._feeder = None  # no check needs more than one item: the rest of the output is not parsed
 
     def finish(self) -> Verdict | None:
         if self._feeder is not None and self._broken is None:
@@ -94,30 +232,21 @@ class Check:
                 self._feeder.send(b"")  # the end
             except StopIteration:
                 pass
-        expect, verdict = self.expect, self.verdict
-        if expect.content_type and media_type(self.content_type) != expect.content_type.lower():
-            verdict.add(f"the content type is {media_type(self.content_type) or 'not given'}, not "
-                        f"{expect.content_type}")
-        if self._broken is not None:
-            verdict.add(self._broken)
-        elif expect.non_empty and self.bytes == 0:
-            verdict.add("the output is empty (no OUTPUT record, or no items)")
-        elif expect.non_empty and self.items == 0 and (self.dataset or self._was_list):
-            verdict.add("the output has no items")
-        if self._counting and self._broken is None:
-            if self.kind == "opaque":
-                verdict.add(f"items cannot be counted in {media_type(self.content_type) or 'an untyped answer'}")
-            elif expect.min_items is not None and self.items < expect.min_items:
-                verdict.add(f"{self.items} item{'s' * (self.items != 1)}, fewer than minItems {expect.min_items}")
-            elif expect.max_items is not None and self.items > expect.max_items:
-                verdict.add(f"{self.items} items, more than maxItems {expect.max_items}")
-        if self._validator is not None and self.kind not in ("json", "jsonl") and self._broken is None:
-            verdict.add(f"a schema cannot be checked against {media_type(self.content_type) or 'an untyped answer'}")
-        return verdict if verdict.total else None
+        seen = Seen(self.kind, self.content_type, self.bytes, self.items, self.dataset, self._was_list)
+        for check in self._checks:
+            if check.depth is Depth.BYTES:
+                check.finish(seen, self.verdict)
+        if self._broken is not None:  # what could not be read cannot be judged further
+            self.verdict.add(self._broken)
+        else:
+            for check in self._checks:
+                if check.depth is not Depth.BYTES:
+                    check.finish(seen, self.verdict)
+        return self.verdict if self.verdict.total else None
 
     # --- the readers, one generator each: send bytes, b"" at the end ---------------------------------
     def _start(self, skip_header: bool) -> Reader | None:
-        if not self._needs_items or self.kind == "opaque":
+        if self.depth is Depth.BYTES or self.kind == "opaque":
             return None
         reader = self._json() if self.kind == "json" else self._jsonl() if self.kind == "jsonl" else \
             self._csv(skip_header)
@@ -127,10 +256,8 @@ class Check:
     def _item(self, item: Any) -> None:
         index = self.items
         self.items += 1
-        if self._validator is not None:
-            for error in self._validator.iter_errors(item):
-                pointer = "".join(f"/{part}" for part in error.absolute_path) or "/"
-                self.verdict.add(f"item {index} at {pointer}: {error.message[:200]}")
+        for check in self._valued:
+            check.item(index, item, self.verdict)
 
     def _json(self) -> Reader:
         first = b""
@@ -140,7 +267,7 @@ class Check:
                 return
             first += chunk
         is_list = first.lstrip()[:1] == b"["
-        if not self._counting and self._validator is None:  # nonEmpty alone: no parser needed
+        if self.depth <= Depth.FIRST_ITEM:  # whether there is an item: no parser needed
             yield from self._json_any_item(first, is_list)
             return
         if not is_list:  # one document, not a list of items
@@ -190,7 +317,7 @@ class Check:
             if size <= WHOLE_DOCUMENT_LIMIT:
                 parts.append(chunk)
         if size > WHOLE_DOCUMENT_LIMIT:
-            if self._validator is not None:
+            if self._valued:
                 self._broken = f"the output is one JSON document of {size} bytes: too large to check against a schema"
             self.items = 1
             return
@@ -200,12 +327,8 @@ class Check:
             self._broken = f"the output is not valid JSON near byte {getattr(invalid, 'pos', '?')}: {invalid}"[:200]
             return
         self.items = 1
-        if self._counting:
-            self._broken = f"the output is a JSON {type(document).__name__}, not a list of items"
-        if self._validator is not None:
-            for error in self._validator.iter_errors(document):
-                pointer = "".join(f"/{part}" for part in error.absolute_path) or "/"
-                self.verdict.add(f"the document at {pointer}: {error.message[:200]}")
+        for check in self._checks:
+            check.document(document, self.verdict)
 
     def _jsonl(self) -> Reader:
         import json
@@ -217,7 +340,7 @@ class Check:
             rest = lines.pop() if chunk else b""
             for line in lines:
                 if line.strip():
-                    if self._validator is not None:
+                    if self._valued:
                         try:
                             item = json.loads(line)
                         except ValueError:
