@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
 from tests.helpers import job_file
+
+pytestmark = pytest.mark.slow  # pytest -m "not slow" leaves it out of the inner loop
 
 ACTION = yaml.safe_load((REPO / "action.yml").read_text())
 

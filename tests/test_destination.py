@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from apify_jobs.api.failures import Cancelled, OutputFailure
+from apify_jobs.failures import Cancelled, OutputFailure
 from apify_jobs.outputs.destination import LocalFolder
 from tests.helpers import leftovers, make_job
 

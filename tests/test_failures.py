@@ -9,7 +9,8 @@ import pytest
 import requests
 import urllib3.exceptions
 
-from apify_jobs.api.failures import RETRY_CLASSES, ConnectionDropped, JobFailure, drop_reason, transport_failure
+from apify_jobs.api.failures import drop_reason, transport_failure
+from apify_jobs.failures import RETRY_CLASSES, ConnectionDropped, JobFailure
 from tests.conftest import REPO
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from tests.helpers import job_file
 
+pytestmark = pytest.mark.slow  # pytest -m "not slow" leaves it out of the inner loop
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

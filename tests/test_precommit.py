@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # pytest -m "not slow" leaves it out of the inner loop
+
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="pre-commit needs git")
 def test_the_hook_passes_a_good_job_file_and_stops_a_bad_one(tmp_path: Path) -> None:

@@ -24,18 +24,11 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from apify_jobs import __version__, redaction
-from apify_jobs.api.failures import (
-    ERROR_BODY_LIMIT,
-    ConnectionDropped,
-    InvalidAnswer,
-    JobFailure,
-    classify,
-    drop_reason,
-    transport_failure,
-)
+from apify_jobs.api.failures import ERROR_BODY_LIMIT, classify, drop_reason, transport_failure
 from apify_jobs.api.identity import user_agent
 from apify_jobs.api.request import DEFAULT_BASE_URL, RunRequest, target_path
 from apify_jobs.errors import UsageError
+from apify_jobs.failures import ConnectionDropped, InvalidAnswer, JobFailure
 from apify_jobs.model import HttpTimeouts
 
 # At most this much per read (decoded): 4 MiB reads allocated and faulted in a fresh 4 MiB buffer each time:

@@ -23,14 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from apify_jobs.api.client import Answer, ApiClient
-from apify_jobs.api.failures import (
-    Cancelled,
-    FollowTimeout,
-    HttpFailure,
-    JobFailure,
-    RecoveryFailed,
-    RunFailed,
-)
 from apify_jobs.api.identity import (
     MAX_PAGES,
     PAGE,
@@ -43,6 +35,7 @@ from apify_jobs.api.identity import (
 )
 from apify_jobs.api.request import build_query
 from apify_jobs.api.retry import LOOKUP_POLICY, call_patiently
+from apify_jobs.failures import Cancelled, FollowTimeout, HttpFailure, JobFailure, RecoveryFailed, RunFailed
 from apify_jobs.model import INPUT_LIMIT_BYTES, Job
 from apify_jobs.record import console_url
 

@@ -17,7 +17,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from apify_jobs.api.failures import Cancelled, JobFailure
+from apify_jobs.failures import Cancelled, JobFailure
 from apify_jobs.model import RetryPolicy
 
 log = logging.getLogger("apify_jobs")

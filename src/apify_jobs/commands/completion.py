@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from apify_jobs.commands.parser import build_parser
+
 
 def main(args: argparse.Namespace) -> int:
     import shtab  # only here
 
-    from apify_jobs.main import _parser
-
-    print(shtab.complete(_parser(), shell=args.shell))
+    print(shtab.complete(build_parser(), shell=args.shell))
     return 0

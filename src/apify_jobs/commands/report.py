@@ -7,9 +7,9 @@ import argparse
 import os
 import sys
 
-from apify_jobs.api.failures import OutputFailure
 from apify_jobs.cli_output import print_safely
 from apify_jobs.errors import UsageError
+from apify_jobs.failures import OutputFailure
 from apify_jobs.outputs.paths import DEFAULT_REPORT
 from apify_jobs.record import GoingRun
 from apify_jobs.reports import writers

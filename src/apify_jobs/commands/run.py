@@ -13,16 +13,18 @@ from typing import Any
 
 from apify_jobs import jobfile, redaction
 from apify_jobs.api.client import ApiClient, ca_setting, check_base_url
-from apify_jobs.api.failures import JobFailure, OutputFailure
 from apify_jobs.api.request import DEFAULT_BASE_URL
 from apify_jobs.cli_output import configure_logging, parse_vars, print_problems, print_safely, write_safely
 from apify_jobs.errors import UsageError
+from apify_jobs.failures import JobFailure, OutputFailure
+from apify_jobs.files import check_writable_folder
 from apify_jobs.model import JobFile
-from apify_jobs.outputs.destination import LocalFolder, check_writable_folder
+from apify_jobs.outputs.destination import LocalFolder
 from apify_jobs.outputs.paths import DEFAULT_REPORT, STATE_FOLDER, may_land_on
 from apify_jobs.record import GoingRun, JobResult
 from apify_jobs.reports import report, writers
-from apify_jobs.reports.progress import interrupted_runs, make_progress, summary
+from apify_jobs.reports.display import make_progress
+from apify_jobs.reports.progress import interrupted_runs, summary
 from apify_jobs.reports.report import ReportOf
 from apify_jobs.running.executor import Executor
 from apify_jobs.running.run_facts import add_run_facts, still_running

@@ -19,19 +19,24 @@ import hashlib
 import io
 import os
 import queue
-import random
 import re
-import tempfile
 import threading
-from collections.abc import Iterable
 from types import TracebackType
 
-from apify_jobs.api.failures import Cancelled, OutputFailure
+from apify_jobs.failures import Cancelled, OutputFailure
+from apify_jobs.files import (
+    TEMP_SUFFIX,
+    check_writable_folder,
+    create_temporary,
+    fsync_folder,
+    pid_alive,
+    remove_quietly,
+    sha256_of,
+)
 from apify_jobs.model import Job
 from apify_jobs.outputs.paths import answered_output, planned_output
 from apify_jobs.record import WrittenOutput
 
-TEMP_SUFFIX = ".part"
 REJECTED_SUFFIX = ".rejected"  # an output that failed its expectations, beside the last good one
 # `.<name>.<pid>.<random>.part`: the PID tells a leftover of a dead process from a live one's download
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.part$")
@@ -113,13 +118,13 @@ class LocalFolder(Destination):
         with self._lock:
             folders, self._renamed_in = self._renamed_in, set()
         for folder in folders:
-            _fsync_folder(folder)
+            fsync_folder(folder)
 
     def cancel(self) -> None:
         with self._lock:
             self.cancelled = True
             for path in self._temporary:
-                _remove(path)
+                remove_quietly(path)
             self._temporary.clear()
 
     def check_writable(self) -> None:
@@ -181,7 +186,7 @@ class LocalFolder(Destination):
     def _forget(self, path: str) -> None:
         with self._lock:
             self._temporary.discard(path)
-        _remove(path)
+        remove_quietly(path)
 
 
 class _FileWriter(OutputWriter):
@@ -196,7 +201,7 @@ class _FileWriter(OutputWriter):
         self._done = False
         parent = os.path.dirname(target)
         try:
-            handle, self._temporary = _create_temporary(parent, os.path.basename(target))
+            handle, self._temporary = create_temporary(parent, os.path.basename(target))
         except OSError as exc:
             raise OutputFailure(f"cannot write into {parent}: {exc.strerror}") from None
         try:
@@ -251,57 +256,7 @@ class _FileWriter(OutputWriter):
         raise OutputFailure(f"cannot write {self._target}: {exc.strerror or exc}") from None
 
 
-_PID = os.getpid()
 
-
-def _create_temporary(folder: str, name: str) -> tuple[int, str]:
-    """A new temporary file for ``name`` in ``folder`` (created if missing): `.<name>.<pid>.<random>.part`, with
-    the permissions open() gives (0666 less the umask; mkstemp's 0600 broke artifact uploads), in one open()
-    where mkstemp took a mkdir, a getrandom and an fchmod more."""
-    for _ in range(100):
-        path = os.path.join(folder, f".{name}.{_PID}.{random.getrandbits(48):012x}{TEMP_SUFFIX}")
-        try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), path
-        except FileExistsError:
-            continue
-        except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
-    raise FileExistsError(errno.EEXIST, "no free temporary name")
-
-
-def check_writable_folder(folder: str) -> None:
-    """Create (and remove) a file in ``folder``, creating the folder if needed; OutputFailure if that fails."""
-    try:
-        os.makedirs(folder or ".", exist_ok=True)
-        handle, probe = tempfile.mkstemp(dir=folder or ".", prefix=".apify-jobs-preflight-")
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputFailure(f"cannot write into {folder or '.'}: {exc.strerror or exc}") from None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (ours included): what a temporary file's or a lease's PID is checked by."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def write_file_whole(path: str, data: bytes | Iterable[bytes]) -> None:
-    """A report written the same whole-or-nothing way as outputs, outside any run's cancel; from pieces, so
-    that a report of many jobs is never held whole."""
-    folder = LocalFolder(os.path.dirname(os.path.abspath(path)))
-    with _FileWriter(folder, path, os.path.abspath(path), None, None) as writer:
-        for piece in [data] if isinstance(data, bytes) else data:
-            writer.write(piece)
-        writer.commit()
-    folder.sync()
 
 
 class _Digest:
@@ -352,34 +307,3 @@ def _reserve(handle: int, size: int) -> None:
         if exc.errno == errno.ENOSPC:
             raise
         # Filesystems without fallocate (some network ones) simply grow the file as it is written.
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _fsync_folder(folder: str) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def sha256_of(path: str) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()

@@ -1,5 +1,5 @@
-"""What the user sees while jobs run: one line per event (CI, pipes); on a terminal, the live display of
-live.py. Also the summary table printed at the end."""
+"""What the user sees while jobs run: one line per event (CI, pipes; the live display of live.py builds on
+it), and the summary table printed at the end."""
 
 from __future__ import annotations
 
@@ -11,15 +11,6 @@ from typing import IO
 from apify_jobs.record import GoingRun, JobResult, Status
 from apify_jobs.redaction import redact
 from apify_jobs.reports.report import Totals
-
-
-def make_progress(total: int, quiet: bool, color: str = "auto") -> Progress:
-    """The live display where stderr is a terminal (rich, imported only then), else a line per event."""
-    if not quiet and sys.stderr.isatty():
-        from apify_jobs.reports.live import LiveProgress, console
-
-        return LiveProgress(total, console(color))
-    return Progress(total, quiet)
 
 
 class Progress:

@@ -26,7 +26,7 @@ class ReportFormat(NamedTuple):
 
 
 def write_json(of: ReportOf, path: str) -> None:
-    from apify_jobs.outputs.destination import write_file_whole
+    from apify_jobs.files import write_file_whole
     from apify_jobs.reports.report import json_text
 
     write_file_whole(path, (piece.encode("utf-8") for piece in json_text(of)))
@@ -37,7 +37,7 @@ def write_junit(of: ReportOf, path: str) -> None:
     import json
     from xml.etree import ElementTree  # only with --junit
 
-    from apify_jobs.outputs.destination import write_file_whole
+    from apify_jobs.files import write_file_whole
     from apify_jobs.record import Status
     from apify_jobs.redaction import redact
     from apify_jobs.reports.report import wall_seconds
@@ -85,7 +85,7 @@ def write_junit(of: ReportOf, path: str) -> None:
 
 
 def write_html(of: ReportOf, path: str) -> None:
-    from apify_jobs.outputs.destination import write_file_whole
+    from apify_jobs.files import write_file_whole
     from apify_jobs.redaction import redact
     from apify_jobs.reports.html import render  # only with --html
     from apify_jobs.reports.report import build
@@ -116,7 +116,7 @@ def markdown(of: ReportOf) -> str:
 
 def append_markdown(of: ReportOf, path: str) -> None:
     """Appended, not replaced: $GITHUB_STEP_SUMMARY collects every step's summary."""
-    from apify_jobs.api.failures import OutputFailure
+    from apify_jobs.failures import OutputFailure
     from apify_jobs.redaction import redact
 
     try:

@@ -15,10 +15,22 @@ from typing import Protocol
 
 from apify_jobs.model import Job, now
 from apify_jobs.record import JobResult, Status
-from apify_jobs.reports.progress import Progress
 from apify_jobs.running.needs import NeedsValueFailed, expand
 from apify_jobs.running.runner import RunContext, decided, facts_of, run_job
 from apify_jobs.running.selection import Plan, Planned
+
+
+class Progress(Protocol):
+    """What the executor tells whoever shows progress (`reports/progress.py` implements it): running/ knows
+    nothing of how it is shown."""
+
+    total: int
+
+    def start(self, name: str) -> None: ...
+
+    def finish(self, result: JobResult) -> None: ...
+
+    def tick(self) -> None: ...
 
 GRACE_SECONDS = 1.0  # after Ctrl-C, how long a job that is just finishing may still report success
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from apify_jobs import __version__
 from apify_jobs.errors import ApifyJobsError
+from apify_jobs.files import sha256_of
 from apify_jobs.model import now
-from apify_jobs.outputs.destination import sha256_of
 from apify_jobs.record import JobResult
 from apify_jobs.running.state import Invocation, State, StoredResult
 

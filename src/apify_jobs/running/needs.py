@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from apify_jobs.api.failures import JobFailure
+from apify_jobs.failures import JobFailure
 from apify_jobs.jobfile import expressions
 from apify_jobs.jobfile.expressions import Context, ExpressionError, NeedsValues, Ref
 from apify_jobs.model import INPUT_LIMIT_BYTES, Job

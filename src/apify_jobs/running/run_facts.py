@@ -12,10 +12,10 @@ from datetime import timedelta
 from typing import Any
 
 from apify_jobs.api.client import ApiClient
-from apify_jobs.api.failures import JobFailure
 from apify_jobs.api.identity import Attempt, Attempts, attempt_id_of, platform_now, started_at, window_start
 from apify_jobs.api.recovery import TERMINAL
 from apify_jobs.api.retry import LOOKUP_POLICY, call_patiently
+from apify_jobs.failures import JobFailure
 from apify_jobs.record import GoingRun, JobResult, RunFacts
 
 log = logging.getLogger("apify_jobs")

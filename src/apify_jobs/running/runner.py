@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 
 from apify_jobs.api import recovery
 from apify_jobs.api.client import ApiClient
-from apify_jobs.api.failures import (
+from apify_jobs.api.identity import Attempt, Attempts
+from apify_jobs.api.request import RunRequest, build_request
+from apify_jobs.api.retry import call_with_retries
+from apify_jobs.failures import (
     Cancelled,
     ConnectionDropped,
     ExpectationFailed,
@@ -24,9 +27,6 @@ from apify_jobs.api.failures import (
     RunFailed,
     RunTimeoutExceeded,
 )
-from apify_jobs.api.identity import Attempt, Attempts
-from apify_jobs.api.request import RunRequest, build_request
-from apify_jobs.api.retry import call_with_retries
 from apify_jobs.model import SYNC_WAIT_SECONDS, Job, now
 from apify_jobs.outputs.destination import Destination
 from apify_jobs.outputs.expect import Check

@@ -30,8 +30,8 @@ from typing import Any
 
 from apify_jobs import __version__
 from apify_jobs.errors import ApifyJobsError
+from apify_jobs.files import pid_alive
 from apify_jobs.model import now
-from apify_jobs.outputs.destination import pid_alive
 from apify_jobs.outputs.paths import STATE_FOLDER
 from apify_jobs.record import RECORD_VERSION, JobResult, RecordError, from_json, to_json
 from apify_jobs.redaction import redact
