@@ -280,3 +280,16 @@ def test_two_jobs_cannot_write_one_output(write) -> None:
     found = problems(path)
     assert found == [f"{path}:4:5: job 'b' writes the same output 'same.json' as job 'a' ({path}:3)",
                      f"{path}:6:5: job 'd' writes the same output 'c.csv' as job 'c' ({path}:5)"]
+
+
+def test_needs_cycles_are_each_reported_once_and_a_job_cannot_need_itself(tmp_path: Path) -> None:
+    path = tmp_path / "cycles.yaml"
+    path.write_text("version: 1\njobs:\n  - {name: a, task: me~t, needs: [b]}\n  - {name: b, task: me~t, needs: [c]}\n"
+                    "  - {name: c, task: me~t, needs: [a]}\n  - {name: d, task: me~t, needs: [d]}\n"
+                    "  - {name: e, task: me~t, needs: [f]}\n  - {name: f, task: me~t, needs: [e, a]}\n"
+                    "  - {name: m, task: me~t, needs: [m], matrix: {x: [1, 2, 3]}}\n")
+    with pytest.raises(JobFileError) as raised:
+        jobfile.load([str(path)], {}, {})
+    found = sorted(str(p) for p in raised.value.problems)
+    assert found == sorted([f"{path}:5:34: needs form a cycle: a -> b -> c -> a", f"{path}:6:35: job 'd' needs itself",
+                            f"{path}:8:34: needs form a cycle: e -> f -> e", f"{path}:9:35: job 'm' needs itself"])

@@ -50,18 +50,6 @@ def print_problems(problems: Iterable[Problem], github: bool | None = None) -> N
             print(f"::{level} file={problem.file},line={problem.line},col={problem.column}::{message}")
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stderr is now (tests swap it), not to the one at set-up."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
@@ -70,7 +58,7 @@ class _RedactingFormatter(logging.Formatter):
 def configure_logging(verbose: bool) -> None:
     """Retry warnings always; each request with -v. Our own handler, so a host's logging set-up can't hide them."""
     log = logging.getLogger("apify_jobs")
-    log.handlers[:] = [_StderrHandler()]
+    log.handlers[:] = [logging.StreamHandler(sys.stderr)]  # the stderr of this invocation
     log.handlers[0].setFormatter(_RedactingFormatter("apify-jobs: %(levelname)s: %(message)s"))
     log.setLevel(logging.INFO if verbose else logging.WARNING)
     log.propagate = False

@@ -197,6 +197,9 @@ def _resolve_file(doc: Document, context: Context, problems: list[Problem], brok
             if need not in by_base:
                 hint = f"; jobs of this file: {', '.join(by_base)}" if by_base else ""
                 problems.append(doc.problem(where + ("needs", position), f"needs unknown job '{need}'{hint}"))
+            elif need == data["jobs"][where[1]].get("name"):
+                if job.name in by_base[need][:1]:  # once for a matrix, not once per expansion
+                    problems.append(doc.problem(where + ("needs", position), f"job '{need}' needs itself"))
             else:
                 job.needs.extend(n for n in by_base[need] if n != job.name)
         problems.extend(_needs_references(doc, job, where, data["jobs"][where[1]], by_base))
@@ -487,32 +490,22 @@ def _duplicate_outputs(job_files: list[JobFile]) -> list[Problem]:
 
 
 def _cycles(doc: Document, expanded: list[tuple[Job, Path, list[str]]]) -> list[Problem]:
-    graph = {job.name: job.needs for job, _, _ in expanded}
+    """Every cycle of `needs`, each once, at the `needs` of the job that closes it (graphlib finds one at a
+    time: that job's need is set aside and it looks again)."""
+    import graphlib
+
+    graph = {job.name: set(job.needs) for job, _, _ in expanded}
     where = {job.name: path for job, path, _ in expanded}
-    state: dict[str, int] = {}  # 1 visiting, 2 done
+    order = {name: index for index, name in enumerate(graph)}
     problems: list[Problem] = []
-    reported: set[Path] = set()
-    for start in graph:
-        if state.get(start):
-            continue
-        stack = [(start, iter(graph[start]))]
-        state[start] = 1
-        trail = [start]
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                state[node] = 2
-                stack.pop()
-                trail.pop()
-            elif state.get(child) == 1:
-                cycle = trail[trail.index(child):] + [child]
-                path = where[node]
-                if path not in reported:
-                    reported.add(path)
-                    problems.append(doc.problem(path + ("needs",), f"needs form a cycle: {' -> '.join(cycle)}"))
-            elif not state.get(child) and child in graph:
-                state[child] = 1
-                trail.append(child)
-                stack.append((child, iter(graph[child])))
-    return problems
+    while True:
+        try:
+            graphlib.TopologicalSorter(graph).prepare()
+            return problems
+        except graphlib.CycleError as exc:
+            ring = list(reversed(exc.args[1][:-1]))  # graphlib lists each need before its job: a needs b needs a
+            first = min(range(len(ring)), key=lambda i: order.get(ring[i], len(order)))
+            cycle = ring[first:] + ring[:first] + [ring[first]]
+            closer = cycle[-2]
+            problems.append(doc.problem(where[closer] + ("needs",), f"needs form a cycle: {' -> '.join(cycle)}"))
+            graph[closer].discard(cycle[-1])

@@ -1,8 +1,9 @@
 """Scheduling: which job starts when, under the caps, `needs`, fail-fast and Ctrl-C.
 
-The main thread decides and hands each job that may start to a pool of daemon worker threads, as many
-as jobs may run at once: a job that is waiting never holds a slot, and Ctrl-C can abandon the running
-requests at once instead of waiting for them (daemon threads do not hold the process open).
+A pool of daemon worker threads, as many as jobs may run at once, runs the jobs; the worker whose job
+ended starts the next ready job itself (no hand-off through the main thread), so a job that is waiting
+never holds a slot. The main thread only waits, and on Ctrl-C abandons the running requests at once
+instead of waiting for them (daemon threads do not hold the process open).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Progress(Protocol):
     def finish(self, result: JobResult) -> None: ...
 
     def tick(self) -> None: ...
+
 
 GRACE_SECONDS = 1.0  # after Ctrl-C, how long a job that is just finishing may still report success
 

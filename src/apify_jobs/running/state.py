@@ -162,6 +162,7 @@ class State:
         self._pid = os.getpid()
         self._pid_start = _process_start(self._pid)
         self.invocation: int | None = None
+        self._held_elsewhere: dict[str, str] = {}  # job -> who runs it, from take_leases
 
     def _open(self) -> sqlite3.Connection:
         """Connect, and create the tables if this is the first run into the folder. Another process opening
@@ -272,7 +273,7 @@ class State:
     def take_leases(self, jobs: list[str]) -> None:
         """Take every job this run may start, in one transaction (one per job cost ~1 ms each under load):
         those another live process holds are remembered, and `lease` reports them."""
-        self._held_elsewhere: dict[str, str] = {}
+        self._held_elsewhere = {}
         with self._lock:
             try:
                 with self._transaction():
@@ -296,7 +297,7 @@ class State:
 
     def lease(self, job: str) -> str | None:
         """None if this process holds ``job`` (see take_leases), else who runs it ("running in process N")."""
-        return getattr(self, "_held_elsewhere", {}).get(job)
+        return self._held_elsewhere.get(job)
 
     # --- results ----------------------------------------------------------------------------------
     def record(self, seq: int, result: JobResult) -> None:
