@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from apify_jobs.environment import Environment
 from apify_jobs.main import main as cli_main
+from apify_jobs.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,14 +32,28 @@ def write(tmp_path: Path):
     return _write
 
 
+# Recovery looks again over seconds before it concludes that a dropped attempt started no run (run look-ups are
+# eventually consistent); in-process tests get a shorter window. test_e2e_identity.py checks the real one against
+# an emulator that shows new runs late.
+QUICK = Settings(look_again=(0.05, 0.1), look_again_after=0.1,
+                 lookup_policy=dataclasses.replace(Settings().lookup_policy, initial=0.01, max_wait=0.05))
+
+
 @pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run the command line in-process: (exit code, stdout, stderr)."""
+def settings() -> Settings:
+    """The settings the in-process CLI runs with (a test may override this fixture)."""
+    return QUICK
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch, settings):
+    """Run the command line in-process, each invocation with an Environment of its own: (exit code, stdout,
+    stderr)."""
 
     def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
         for key, value in (env or {}).items():
             monkeypatch.setenv(key, value)
-        code = cli_main([str(a) for a in args])
+        code = cli_main([str(a) for a in args], Environment(settings=settings))
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -72,27 +88,3 @@ def emulator(monkeypatch):
     yield _start
     for server in started:
         server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _forget_registered_secrets():
-    """The redactor is process-wide (one CLI run per process); tests run many in one process."""
-    from apify_jobs import redaction
-
-    yield
-    redaction.clear()
-
-
-@pytest.fixture(autouse=True)
-def _quick_second_looks(monkeypatch):
-    """Recovery looks again over seconds before it concludes that a dropped attempt started no run (run
-    look-ups are eventually consistent); in-process tests shorten that window. test_e2e_identity.py checks
-    the real one against an emulator that shows new runs late."""
-    from apify_jobs.api import recovery
-    from apify_jobs.running import run_facts
-
-    monkeypatch.setattr(recovery, "LOOK_AGAIN", (0.05, 0.1))
-    monkeypatch.setattr(run_facts, "LOOK_AGAIN_AFTER", 0.1)
-    quick = dataclasses.replace(recovery.LOOKUP_POLICY, initial=0.01, max_wait=0.05)
-    monkeypatch.setattr(recovery, "LOOKUP_POLICY", quick)
-    monkeypatch.setattr(run_facts, "LOOKUP_POLICY", quick)

@@ -3,6 +3,7 @@ counts every POST (money) and every look-up."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from apify_jobs.api import recovery
+from tests.conftest import QUICK
 from tests.helpers import job_file, jobs_by_name, leftovers, read_report, until
 
 FAST = "backoff: {initial: 0, max: 0}"
@@ -118,8 +120,8 @@ def test_a_listing_that_ignores_offset_ends_within_the_page_cap(cli, emulator, t
     assert len(listings) <= 3 * 2 + 2
 
 
-def test_a_run_that_shows_late_in_the_listing_is_still_found(cli, emulator, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(recovery, "LOOK_AGAIN", (0.3, 0.6, 1.2))
+@pytest.mark.parametrize("settings", [dataclasses.replace(QUICK, look_again=(0.3, 0.6, 1.2))])
+def test_a_run_that_shows_late_in_the_listing_is_still_found(cli, emulator, tmp_path: Path) -> None:
     server = emulator({"tasks": {"me~t": [{"drop": "after-start", "latency": 0.1}, {}]},
                        "platform": {"listingDelay": 0.6}})
     code, jobs, _, _ = run(cli, tmp_path, f"jobs:\n  - {{name: a, task: me~t, retry: {{{FAST}}}}}\n")

@@ -321,3 +321,39 @@ def test_two_different_successes_of_one_request_are_a_conflict(emulator, tmp_pat
     assert run_process("run", str(path), "--out-dir", str(two)).returncode == 0
     result = run_process("report", "--merge", str(one), str(two), "--out-dir", str(tmp_path / "merged"))
     assert result.returncode == 1 and result.stderr.count("conflict: ") == 2 and "not merged" in result.stderr
+
+
+def test_resume_finds_outputs_by_their_key_from_any_folder_and_any_spelling(emulator, tmp_path: Path) -> None:
+    """Outputs are recorded by their key in the output folder: --resume from another working folder, or with the
+    folder spelled another way, sends nothing; a state copied elsewhere, without its outputs, resumes nothing."""
+    server = emulator()
+    (tmp_path / "sub").mkdir()
+    path = batch(tmp_path, 3)
+    first = run_process("run", "jobs.yaml", "--out-dir", "out", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    for cwd, out in ((tmp_path / "sub", "../out"), (tmp_path, str(tmp_path / "out")), (tmp_path, "./out/")):
+        again = run_process("run", str(path), "--out-dir", out, "--resume", cwd=cwd)
+        assert again.returncode == 0, again.stderr
+        report = read_report(cwd / out)
+        assert {e["name"] for e in report["jobs"] if e.get("resumed")} == {"j0", "j1", "j2"}
+        assert all(os.path.exists(cwd / e["output"]["path"]) for e in report["jobs"])
+    assert len(server.state.run_sync_requests()) == 3
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".apify-jobs").mkdir()
+    for name in os.listdir(tmp_path / "out" / ".apify-jobs"):
+        (elsewhere / ".apify-jobs" / name).write_bytes((tmp_path / "out" / ".apify-jobs" / name).read_bytes())
+    copied = run_process("run", str(path), "--out-dir", str(elsewhere), "--resume")
+    assert copied.returncode == 0 and not any(e.get("resumed") for e in read_report(elsewhere)["jobs"])
+    assert len(server.state.run_sync_requests()) == 6  # no output there: each job ran, none reported resumed
+
+
+def test_the_state_can_live_in_a_folder_of_its_own(emulator, tmp_path: Path) -> None:
+    server = emulator()
+    path, out, kept = batch(tmp_path, 2), tmp_path / "out", tmp_path / "cache" / "state"
+    assert run_process("run", str(path), "--out-dir", str(out), "--state-dir", str(kept)).returncode == 0
+    assert (kept / "state.sqlite3").exists() and not (out / ".apify-jobs").exists()
+    again = run_process("run", str(path), "--out-dir", str(out), "--state-dir", str(kept), "--resume")
+    assert again.returncode == 0 and len(server.state.run_sync_requests()) == 2
+    rebuilt = run_process("report", "--out-dir", str(out), "--state-dir", str(kept), "--json", str(tmp_path / "r.json"))
+    assert rebuilt.returncode == 0 and json.loads((tmp_path / "r.json").read_text())["totals"]["succeeded"] == 2

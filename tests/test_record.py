@@ -32,7 +32,7 @@ text = st.text(max_size=12)
 maybe_text = st.none() | text
 ids = st.text("abcdefXYZ0123456789", min_size=6, max_size=12)
 outputs = st.builds(WrittenOutput, path=text.filter(bool), bytes=st.integers(0, 1 << 40), sha256=text,
-                    content_type=maybe_text)
+                    content_type=maybe_text, key=maybe_text)
 runs = st.builds(RunFacts, run_id=ids, status=maybe_text, usage_total_usd=st.none() | st.floats(0, 1e6),
                  dataset_id=maybe_text, store_id=maybe_text, preliminary=st.booleans())
 FIELDS = dict(

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from apify_jobs.errors import Problem, UsageError
-from apify_jobs.redaction import redact
+from apify_jobs.redaction import Redactor
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -38,7 +38,7 @@ def write_safely(pieces: Iterable[str], stream: TextIO | None = None) -> bool:
         return False
 
 
-def print_problems(problems: Iterable[Problem], github: bool | None = None) -> None:
+def print_problems(problems: Iterable[Problem], redact: Redactor, github: bool | None = None) -> None:
     """Each problem as `file:line:column: message` on stderr, and as a GitHub annotation under GitHub Actions
     (or with ``github``), so that the pull request shows it at its line."""
     github = os.environ.get("GITHUB_ACTIONS") == "true" if github is None else github
@@ -51,15 +51,19 @@ def print_problems(problems: Iterable[Problem], github: bool | None = None) -> N
 
 
 class _RedactingFormatter(logging.Formatter):
+    def __init__(self, fmt: str, redact: Redactor):
+        super().__init__(fmt)
+        self._redact = redact
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return self._redact(super().format(record))
 
 
-def configure_logging(verbose: bool) -> None:
+def configure_logging(verbose: bool, redact: Redactor) -> None:
     """Retry warnings always; each request with -v. Our own handler, so a host's logging set-up can't hide them."""
     log = logging.getLogger("apify_jobs")
     log.handlers[:] = [logging.StreamHandler(sys.stderr)]  # the stderr of this invocation
-    log.handlers[0].setFormatter(_RedactingFormatter("apify-jobs: %(levelname)s: %(message)s"))
+    log.handlers[0].setFormatter(_RedactingFormatter("apify-jobs: %(levelname)s: %(message)s", redact))
     log.setLevel(logging.INFO if verbose else logging.WARNING)
     log.propagate = False
 

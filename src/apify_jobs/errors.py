@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 
@@ -36,3 +37,17 @@ class JobFileError(ApifyJobsError):
     def __init__(self, problems: list[Problem]):
         self.problems = sorted(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ExitStatus(enum.IntEnum):
+    """What the command line exits with (as httpie's ExitStatus): the README lists them."""
+
+    OK = 0
+    FAILED = 1  # some job failed, was skipped or cancelled, or a report could not be written
+    USAGE = 2  # invalid job files or usage, no state: nothing was sent
+    SIGINT = 130  # 128 + the signal's number, as shells report it
+    SIGTERM = 143
+
+    @classmethod
+    def of_signal(cls, signum: int) -> ExitStatus:
+        return cls.SIGTERM if signum == 15 else cls.SIGINT

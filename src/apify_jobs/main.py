@@ -7,11 +7,14 @@ import sys
 from collections.abc import Sequence
 
 from apify_jobs.commands.parser import build_parser
-from apify_jobs.errors import ApifyJobsError, JobFileError
+from apify_jobs.environment import Environment
+from apify_jobs.errors import ApifyJobsError, ExitStatus, JobFileError
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    """``env``: the invocation's surroundings (a fresh one, from os.environ, unless a caller gives one)."""
     _streams_exist()
+    env = env or Environment()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # bare `apify-jobs`: the help, and the usage error's status
@@ -32,18 +35,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from apify_jobs.commands import schema as command  # type: ignore[no-redef]
         else:
             from apify_jobs.commands import emulator as command  # type: ignore[no-redef]
-        return command.main(args)
+        return command.main(args, env)
     except JobFileError as exc:
         from apify_jobs.cli_output import print_problems
 
-        print_problems(exc.problems, github=getattr(args, "format", None) == "github" or None)
+        print_problems(exc.problems, env.redactor, github=getattr(args, "format", None) == "github" or None)
         errors = sum(not p.warning for p in exc.problems)
         print(f"{errors} problem{'s' * (errors != 1)} found", file=sys.stderr)
         return exc.exit_code
     except ApifyJobsError as exc:
-        return _one_line(str(exc), exc.exit_code)
+        return _one_line(env.redactor(str(exc)), exc.exit_code)
     except KeyboardInterrupt:
-        return _one_line("interrupted", 130)
+        return _one_line("interrupted", ExitStatus.SIGINT)
     except BrokenPipeError:
         # The reader went away (`plan | head`): stop quietly, and keep Python from complaining at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -51,8 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug of ours: still one line, with the way to see more
         if os.environ.get("APIFY_JOBS_DEBUG"):
             raise
-        return _one_line(f"internal error (a bug in apify-jobs, please report it): {type(exc).__name__}: {exc}; "
-                         "set APIFY_JOBS_DEBUG=1 for the traceback", 2)
+        return _one_line(env.redactor(f"internal error (a bug in apify-jobs, please report it): "
+                                      f"{type(exc).__name__}: {exc}; set APIFY_JOBS_DEBUG=1 for the traceback"),
+                         ExitStatus.USAGE)
 
 
 def _streams_exist() -> None:
@@ -64,9 +68,8 @@ def _streams_exist() -> None:
 
 
 def _one_line(message: str, code: int) -> int:
-    from apify_jobs.redaction import redact
-
-    print(redact(f"apify-jobs: {message}"), file=sys.stderr)
+    """``message`` is masked already (with the invocation's redactor)."""
+    print(f"apify-jobs: {message}", file=sys.stderr)
     return code
 
 

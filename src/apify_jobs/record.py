@@ -37,17 +37,21 @@ def console_url(run_id: str) -> str:
 
 @dataclass(frozen=True)
 class WrittenOutput:
-    path: str  # as the user named the output folder (not resolved through links)
+    path: str  # as the user named the output folder (not resolved through links): for people to follow
     bytes: int
     sha256: str
     content_type: str | None
+    key: str | None = None  # its place relative to the destination's root: what --resume and merges read
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "bytes": self.bytes, "sha256": self.sha256, "contentType": self.content_type}
+        entry = {"path": self.path, "bytes": self.bytes, "sha256": self.sha256, "contentType": self.content_type}
+        return entry if self.key is None else {**entry, "key": self.key}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> WrittenOutput:
-        return cls(str(raw["path"]), int(raw["bytes"]), str(raw["sha256"]), raw.get("contentType"))
+        key = raw.get("key")
+        return cls(str(raw["path"]), int(raw["bytes"]), str(raw["sha256"]), raw.get("contentType"),
+                   None if key is None else str(key))
 
 
 @dataclass(frozen=True)

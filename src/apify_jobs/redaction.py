@@ -13,16 +13,31 @@ import base64
 import json
 from urllib.parse import quote, quote_plus
 
-_forms: set[str] = set()
 MASK = "[redacted]"
 
 
-def register(secret: str | None) -> None:
-    if not secret:
-        return
-    forms = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
-             quote(secret, safe=""), quote_plus(secret, safe=""), *_base64_cores(secret.encode("utf-8"))}
-    _forms.update(form for form in forms if form)
+class Redactor:
+    """The secrets one invocation has seen (the token, `${{ secrets.X }}` values), each in every form it can
+    take, and their masking. One per invocation, carried in its Environment: nothing is process-wide."""
+
+    def __init__(self) -> None:
+        self._forms: set[str] = set()
+        self._ordered: list[str] = []
+
+    def register(self, secret: str | None) -> None:
+        if not secret:
+            return
+        forms = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+                 quote(secret, safe=""), quote_plus(secret, safe=""), *_base64_cores(secret.encode("utf-8"))}
+        self._forms.update(form for form in forms if form)
+        self._ordered = sorted(self._forms, key=len, reverse=True)  # longer forms first: a form may contain another
+
+    def __call__(self, text: str) -> str:
+        """``text`` with every form of every secret masked."""
+        for form in self._ordered:
+            if form in text:
+                text = text.replace(form, MASK)
+        return text
 
 
 def _base64_cores(secret: bytes) -> set[str]:
@@ -37,15 +52,3 @@ def _base64_cores(secret: bytes) -> set[str]:
         if len(core) >= 4:  # shorter is too likely to occur by chance in other Base64
             cores.add(core)
     return cores
-
-
-def redact(text: str) -> str:
-    for form in sorted(_forms, key=len, reverse=True):  # longer forms first: a form may contain another
-        if form in text:
-            text = text.replace(form, MASK)
-    return text
-
-
-def clear() -> None:
-    """Forget every registered secret (tests run many CLI invocations in one process)."""
-    _forms.clear()

@@ -23,7 +23,7 @@ import requests.utils
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from apify_jobs import __version__, redaction
+from apify_jobs import __version__
 from apify_jobs.api.failures import ERROR_BODY_LIMIT, classify, drop_reason, transport_failure
 from apify_jobs.api.identity import user_agent
 from apify_jobs.api.request import DEFAULT_BASE_URL, RunRequest, target_path
@@ -82,7 +82,6 @@ class _BearerAuth(requests.auth.AuthBase):
 
     def __init__(self, token: str | None):
         self._token = token
-        redaction.register(token)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if self._token:

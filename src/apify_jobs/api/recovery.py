@@ -34,14 +34,14 @@ from apify_jobs.api.identity import (
     window_start,
 )
 from apify_jobs.api.request import build_query
-from apify_jobs.api.retry import LOOKUP_POLICY, call_patiently
+from apify_jobs.api.retry import call_patiently
 from apify_jobs.failures import Cancelled, FollowTimeout, HttpFailure, JobFailure, RecoveryFailed, RunFailed
-from apify_jobs.model import INPUT_LIMIT_BYTES, Job
+from apify_jobs.model import INPUT_LIMIT_BYTES, Job, RetryPolicy
 from apify_jobs.record import console_url
+from apify_jobs.settings import DEFAULT, Settings
 
 T = TypeVar("T")
 
-LOOK_AGAIN = (1.0, 2.0, 4.0)  # run look-ups are eventually consistent: look again before saying "none"
 FIND_DEADLINE = 60.0  # seconds the finding of one attempt's run may take, look-ups included
 WAIT_FOR_FINISH = 60  # the most the API holds a GET /actor-runs/{id} open
 POLL_FLOOR = 1.0  # never poll a run faster than once a second, whatever the server answers
@@ -64,29 +64,30 @@ class Found:
 
 
 def find_run(client: ApiClient, job: Job, attempt: Attempt, attempts: Attempts, cancelled: threading.Event,
-             look_again: tuple[float, ...] | None = None) -> Found:
+             settings: Settings = DEFAULT) -> Found:
     """The run ``attempt`` started, looked for until found or until the platform had time to show it."""
     deadline = time.monotonic() + FIND_DEADLINE
     found = Found("none")
-    for pause in (0.0, *(LOOK_AGAIN if look_again is None else look_again)):
+    for pause in (0.0, *settings.look_again):  # run look-ups are eventually consistent: look again
         if pause and cancelled.wait(min(pause, max(deadline - time.monotonic(), 0))):
             raise Cancelled("cancelled while looking for the run")
         if time.monotonic() > deadline:
             break
-        found = _look(client, job, attempt, attempts, cancelled)
+        found = _look(client, job, attempt, attempts, cancelled, settings.lookup_policy)
         if found.verdict != "none":
             return found
     return found
 
 
-def _look(client: ApiClient, job: Job, attempt: Attempt, attempts: Attempts, cancelled: threading.Event) -> Found:
+def _look(client: ApiClient, job: Job, attempt: Attempt, attempts: Attempts, cancelled: threading.Event,
+          policy: RetryPolicy) -> Found:
     seen: set[str] = set()
     window = None
     in_window: list[dict[str, Any]] = []
     recorded_agents = False
     try:
         for page_number in range(MAX_PAGES):
-            answer_headers, page = _listing(client, job, page_number * PAGE, cancelled)
+            answer_headers, page = _listing(client, job, page_number * PAGE, cancelled, policy)
             if window is None:
                 window = window_start(answer_headers, attempt.sent_at)
             fresh = [run for run in page if isinstance(run, dict) and run.get("id") not in seen]
@@ -113,22 +114,24 @@ def _look(client: ApiClient, job: Job, attempt: Attempt, attempts: Attempts, can
         return Found("unknown", note=f"could not look for the run: {exc}")
     if recorded_agents or not in_window:
         return Found("none", note="no run was started by the attempt")
-    return _match_input(client, job, in_window, attempts, cancelled)
+    return _match_input(client, job, in_window, attempts, cancelled, policy)
 
 
-def _listing(client: ApiClient, job: Job, offset: int, cancelled: threading.Event) -> tuple[dict[str, str], list[Any]]:
+def _listing(client: ApiClient, job: Job, offset: int, cancelled: threading.Event,
+             policy: RetryPolicy) -> tuple[dict[str, str], list[Any]]:
     def call() -> tuple[dict[str, str], list[Any]]:
         with client.list_runs(job.task, offset=offset, limit=PAGE, desc=True, actor=job.actor) as answer:
             items = answer.json()["data"]["items"]
             return answer.headers, items if isinstance(items, list) else []
-    return call_patiently(call, cancelled, LOOKUP_POLICY)
+    return call_patiently(call, cancelled, policy)
 
 
-def _json(open_answer: Callable[[], Answer], cancelled: threading.Event, limit: int | None = None) -> Any:
+def _json(open_answer: Callable[[], Answer], cancelled: threading.Event, policy: RetryPolicy,
+          limit: int | None = None) -> Any:
     def call() -> Any:
         with open_answer() as answer:
             return answer.json() if limit is None else answer.json(limit)
-    return call_patiently(call, cancelled, LOOKUP_POLICY)
+    return call_patiently(call, cancelled, policy)
 
 
 # --- the fallback: a platform that records no user agent ----------------------------------------
@@ -149,7 +152,7 @@ def _options_match(job: Job, run: dict[str, Any]) -> bool:
 
 
 def _match_input(client: ApiClient, job: Job, in_window: list[dict[str, Any]], attempts: Attempts,
-                 cancelled: threading.Event) -> Found:
+                 cancelled: threading.Event, policy: RetryPolicy) -> Found:
     candidates = [run for run in in_window
                   if (run.get("meta") or {}).get("origin") == "API" and not attempts.claimed(str(run["id"]))
                   and _options_match(job, run)]
@@ -157,7 +160,7 @@ def _match_input(client: ApiClient, job: Job, in_window: list[dict[str, Any]], a
         return Found("none", method="input", note="no run was started by the attempt")
     try:
         # An Actor run directly has no saved input: its INPUT is the input sent.
-        saved = {} if job.actor else _json(lambda: client.task_input(job.task), cancelled)
+        saved = {} if job.actor else _json(lambda: client.task_input(job.task), cancelled, policy)
     except Cancelled:
         raise
     except JobFailure as exc:
@@ -167,7 +170,7 @@ def _match_input(client: ApiClient, job: Job, in_window: list[dict[str, Any]], a
     for run in candidates:
         try:
             record = functools.partial(client.get_record, str(run["defaultKeyValueStoreId"]), "INPUT")
-            run_input = _json(record, cancelled, INPUT_RECORD_LIMIT)
+            run_input = _json(record, cancelled, policy, INPUT_RECORD_LIMIT)
         except Cancelled:
             raise
         except JobFailure:
@@ -197,7 +200,8 @@ def final(run_id: str, what: str, call: Callable[[], T]) -> T:
                              f"see {console_url(run_id)}", failure.http_status, run_id=run_id) from None
 
 
-def wait_for(client: ApiClient, run: dict[str, Any], max_wait: float, cancelled: threading.Event) -> dict[str, Any]:
+def wait_for(client: ApiClient, run: dict[str, Any], max_wait: float, cancelled: threading.Event,
+             settings: Settings = DEFAULT) -> dict[str, Any]:
     """The run once it has finished, waiting at most ``max_wait`` seconds; raises RunFailed unless it
     SUCCEEDED, FollowTimeout past ``max_wait`` (the run goes on)."""
     run_id = str(run["id"])
@@ -209,7 +213,7 @@ def wait_for(client: ApiClient, run: dict[str, Any], max_wait: float, cancelled:
             raise FollowTimeout(f"run {run_id} is still {run.get('status', 'running')} after {max_wait:g} s; it goes "
                                 f"on (and is billed) on the platform: {console_url(run_id)}", run_id=run_id)
         poll = functools.partial(client.get_run, run_id, wait_for_finish=max(0, min(WAIT_FOR_FINISH, int(remaining))))
-        data = final(run_id, "waiting for it", functools.partial(_json, poll, cancelled))
+        data = final(run_id, "waiting for it", functools.partial(_json, poll, cancelled, settings.lookup_policy))
         if isinstance(data, dict) and isinstance(data.get("data"), dict):
             run = {**run, **data["data"]}
         rest = POLL_FLOOR - (time.monotonic() - polled)
@@ -220,7 +224,8 @@ def wait_for(client: ApiClient, run: dict[str, Any], max_wait: float, cancelled:
     return run
 
 
-def open_output(client: ApiClient, job: Job, run: dict[str, Any], cancelled: threading.Event) -> Answer | None:
+def open_output(client: ApiClient, job: Job, run: dict[str, Any], cancelled: threading.Event,
+                settings: Settings = DEFAULT) -> Answer | None:
     """The finished run's answer, as run-sync would have given it: its dataset items, or its output record;
     None when the run wrote no output record (run-sync answers that with an empty 201)."""
     run_id = str(run["id"])
@@ -231,12 +236,13 @@ def open_output(client: ApiClient, job: Job, run: dict[str, Any], cancelled: thr
     if job.dataset is not None:
         query = {k: v for k, v in build_query(job) if k in job.dataset}
         return final(run_id, f"fetching its dataset items (GET /v2/datasets/{dataset}/items)",
-                     lambda: call_patiently(lambda: client.dataset_items(dataset, query), cancelled, LOOKUP_POLICY))
+                     lambda: call_patiently(lambda: client.dataset_items(dataset, query), cancelled,
+                                                    settings.lookup_policy))
     key = str(job.options.get("outputRecordKey", "OUTPUT"))
 
     def record() -> Answer | None:
         try:
-            return call_patiently(lambda: client.get_record(store, key), cancelled, LOOKUP_POLICY)
+            return call_patiently(lambda: client.get_record(store, key), cancelled, settings.lookup_policy)
         except HttpFailure as missing:
             if missing.http_status == 404:
                 return None

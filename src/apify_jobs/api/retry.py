@@ -23,9 +23,6 @@ from apify_jobs.model import RetryPolicy
 log = logging.getLogger("apify_jobs")
 T = TypeVar("T")
 RETRY_AFTER_CAP = 600.0
-# Look-ups (GETs) start no run, so drops, 429 and 5xx are all safe to retry, a bounded number of times.
-LOOKUP_POLICY = RetryPolicy(attempts=5, initial=0.5, max_wait=8.0,
-                            on=frozenset({"connection", "rate-limit", "server-error"}), recover=False)
 
 
 def retryable(policy: RetryPolicy) -> Callable[[BaseException], bool]:
@@ -80,7 +77,7 @@ def call_with_retries(name: str, policy: RetryPolicy, attempt: Callable[[int], T
         raise
 
 
-def call_patiently(call: Callable[[], T], cancelled: threading.Event, policy: RetryPolicy = LOOKUP_POLICY) -> T:
+def call_patiently(call: Callable[[], T], cancelled: threading.Event, policy: RetryPolicy) -> T:
     """A look-up (GET) under ``policy``, with the same cancel-aware waits as the run-sync attempts."""
     for try_ in _retrying(policy, cancelled):
         with try_:

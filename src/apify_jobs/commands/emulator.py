@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from apify_jobs.emulator import Emulator, load_script
+from apify_jobs.environment import Environment
 from apify_jobs.errors import UsageError
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, env: Environment) -> int:
     script = load_script(args.script)
     try:
         emulator = Emulator(script, args.host, args.port)

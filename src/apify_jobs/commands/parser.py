@@ -9,6 +9,8 @@ from typing import Any
 from apify_jobs import __version__
 from apify_jobs.reports import writers
 
+STATE_DIR_HELP = "the state's folder (default <out-dir>/.apify-jobs; e.g. a folder a CI cache keeps)"
+
 # Each command's help ends with examples, the environment it reads and its exit statuses.
 _EPILOGS = {
     "validate": ("apify-jobs validate jobs/\n  apify-jobs validate jobs/maps.yaml --format github",
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_vars(plan)
     plan.add_argument("--json", action="store_true", help="a JSON array, one object a job")
     plan.add_argument("--out-dir", default="out", help="output folder the paths are shown in (default ./out)")
+    plan.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     plan.add_argument("--resume", action="store_true",
                       help="show which jobs `run --resume` would skip (from the output folder's state)")
 
@@ -84,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-fast", action="store_true", help="after a failure, start nothing more")
     run.add_argument("--only", action="append", default=[], metavar="GLOB", help="run only jobs whose name matches")
     run.add_argument("--out-dir", default="out", help="output folder (default ./out)")
+    run.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     writers.add_flags(run, json_flag=False)  # `run --json` prints the report instead
     run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                      help="colour in the live display on a terminal (auto: unless NO_COLOR; FORCE_COLOR forces it)")
@@ -104,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = _command(commands, "report", "write report.json and JUnit again from the output folder's state")
     report.add_argument("--out-dir", default="out", help="output folder whose state to read (default ./out)")
+    report.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     writers.add_flags(report)
     report.add_argument("--run", default="last", metavar="last|all|N",
                         help="the last run (default), run number N, or every job's latest result")

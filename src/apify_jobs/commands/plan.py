@@ -10,22 +10,22 @@ from typing import Any
 from apify_jobs import jobfile
 from apify_jobs.api.request import DEFAULT_BASE_URL, build_request
 from apify_jobs.cli_output import parse_vars, print_problems, print_safely
+from apify_jobs.environment import Environment
 from apify_jobs.model import Job
 from apify_jobs.outputs.destination import LocalFolder
 from apify_jobs.record import JobResult, RunFacts
-from apify_jobs.redaction import redact
 from apify_jobs.running.needs import NeedsValueFailed, deferred, describe_fan_out, expand, resolved, uses_needs
 from apify_jobs.running.selection import resumed_result, still_standing
 from apify_jobs.running.state import State, StateError, state_path
 
 
-def main(args: argparse.Namespace) -> int:
-    job_files, warnings = jobfile.load(args.paths, parse_vars(args.var, args.var_file), dict(os.environ), args.max_jobs,
-                                          args.exclude)
-    print_problems(warnings)
-    base_url = os.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL
+def main(args: argparse.Namespace, env: Environment) -> int:
+    job_files, warnings = jobfile.load(args.paths, parse_vars(args.var, args.var_file), env.environ, args.max_jobs,
+                                       args.exclude, env.redactor)
+    print_problems(warnings, env.redactor)
+    base_url = env.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL
     destination = LocalFolder(args.out_dir)
-    state = _state(args.out_dir) if args.resume else None
+    state = _state(args.out_dir, args.state_dir, env) if args.resume else None
     # With --resume, jobs whose needs have intact outputs in the state are shown with the real values.
     standing = {job.name: resumed for job_file in job_files for job in job_file.jobs
                 if state and (resumed := resumed_result(job, state, destination, base_url)) is not None}
@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
         state.close()
     # Secrets (`${{ secrets.NAME }}`) are masked in what plan shows, Base64 of webhooks included.
     if args.json:
-        print_safely(redact(json.dumps(planned, ensure_ascii=False, indent=2)))
+        print_safely(env.redactor(json.dumps(planned, ensure_ascii=False, indent=2)))
         return 0
     lines = []
     for entry in planned:
@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
             lines.append(f"  resume: {shown}")
         if shown_jobs[entry["name"]].fan_out is not None:
             lines.append(f"  fan-out: {describe_fan_out(shown_jobs[entry['name']])}")
-    print_safely(redact("\n".join(lines)))
+    print_safely(env.redactor("\n".join(lines)))
     return 0
 
 
@@ -92,11 +92,11 @@ def _earlier(result: JobResult) -> RunFacts | None:
     return result.effective.run
 
 
-def _state(out_dir: str) -> State | None:
+def _state(out_dir: str, state_dir: str | None, env: Environment) -> State | None:
     """The folder's state, if anything has run into it (plan never creates one)."""
     try:
-        return State(out_dir, create=False)
+        return State(out_dir, create=False, redactor=env.redactor, state_dir=state_dir)
     except StateError:
-        if os.path.exists(state_path(out_dir)):
+        if os.path.exists(state_path(out_dir, state_dir)):
             raise
         return None

@@ -8,6 +8,7 @@ import os
 import sys
 
 from apify_jobs.cli_output import print_safely
+from apify_jobs.environment import Environment
 from apify_jobs.errors import UsageError
 from apify_jobs.failures import OutputFailure
 from apify_jobs.outputs.paths import DEFAULT_REPORT
@@ -17,24 +18,24 @@ from apify_jobs.reports.report import ReportOf
 from apify_jobs.running.state import State
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, env: Environment) -> int:
     if args.merge:
-        return _merge(args)
-    state = State(args.out_dir, create=False)
+        return _merge(args, env)
+    state = State(args.out_dir, create=False, redactor=env.redactor, state_dir=args.state_dir)
     try:
-        return _write(args, state)
+        return _write(args, env, state)
     finally:
         state.close()
 
 
-def _write(args: argparse.Namespace, state: State) -> int:
+def _write(args: argparse.Namespace, env: Environment, state: State) -> int:
     invocation, entries = state.entries(args.run)
     if invocation is None:  # --run all: the latest result of every job that ever ran into the folder
-        of = ReportOf(entries)
+        of = ReportOf(entries, redactor=env.redactor)
     else:
         going = [GoingRun.from_dict(g) for g in invocation.extra.get("runsStillGoing", [])]
         of = ReportOf(entries, invocation.files, invocation.interrupted, invocation.finished_at is not None, going,
-                      invocation.id, invocation.started_at, invocation.finished_at)
+                      invocation.id, invocation.started_at, invocation.finished_at, env.redactor)
     written = _write_reports(args, of)
     which = "every job's latest result" if invocation is None else f"run {invocation.id}" + (
         "" if of.complete else " (it was killed before it finished)")
@@ -53,20 +54,21 @@ def _write_reports(args: argparse.Namespace, of: ReportOf, merged: bool = False)
         raise UsageError(f"the report could not be written: {failure}") from None
 
 
-def _merge(args: argparse.Namespace) -> int:
+def _merge(args: argparse.Namespace, env: Environment) -> int:
     """`report --merge DIR...`: the shards' folders into --out-dir, then its reports (every format asked for)."""
     from apify_jobs.running.merge import merge
 
     if args.run != "last":
         raise UsageError("--merge writes the merged folder's report; --run does not apply")
-    merged = merge(args.merge, args.out_dir)
+    merged = merge(args.merge, args.out_dir, args.state_dir)
     for conflict in merged.conflicts:
         print_safely(f"apify-jobs: conflict: {conflict}", sys.stderr)
-    state = State(args.out_dir, create=False)
+    state = State(args.out_dir, create=False, redactor=env.redactor, state_dir=args.state_dir)
     try:
         invocation, entries = state.entries("last")
         assert invocation is not None
-        of = ReportOf(entries, [], False, True, [], invocation.id, invocation.started_at, invocation.finished_at)
+        of = ReportOf(entries, [], False, True, [], invocation.id, invocation.started_at, invocation.finished_at,
+                      env.redactor)
         written = _write_reports(args, of, merged=True)
     finally:
         state.close()

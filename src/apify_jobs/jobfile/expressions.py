@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from apify_jobs import redaction
+from apify_jobs.redaction import Redactor
 
 NAMESPACES = ("matrix", "vars", "env", "secrets", "needs")
 NEEDS_FIELDS = ("output", "runId", "datasetId", "keyValueStoreId")
@@ -56,6 +56,7 @@ class Context:
     vars: Mapping[str, Any] | None = None
     env: Mapping[str, str] | None = None
     needs: NeedsValues | None = None  # None until run time: `needs` expressions stay as written
+    redactor: Redactor = field(default_factory=Redactor)  # the invocation's: a secret is masked once read
 
     @property
     def secrets(self) -> Mapping[str, str] | None:
@@ -79,7 +80,7 @@ class Context:
         if name not in table:
             raise ExpressionError(f"${{{{ {namespace}.{name} }}}} is not defined{_how_to_define(namespace, name)}")
         if namespace == "secrets":
-            redaction.register(str(table[name]))
+            self.redactor.register(str(table[name]))
         return True, table[name]
 
 

@@ -30,6 +30,7 @@ from apify_jobs.model import (
 )
 from apify_jobs.outputs.expect import UNCHECKABLE, schema_problem
 from apify_jobs.outputs.paths import UNKNOWN_EXTENSION, planned_output, reserved_clash, stays_inside
+from apify_jobs.redaction import Redactor
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
 
@@ -90,9 +91,10 @@ def load(
     environ: Mapping[str, str] | None = None,
     max_jobs: int | None = None,
     exclude: Iterable[str] = (),
+    redactor: Redactor | None = None,
 ) -> tuple[list[JobFile], list[Problem]]:
     """Load, check and resolve job files. ``variables``/``environ`` None: `validate` (expressions stay).
-    ``max_jobs`` raises the matrix limits (--max-jobs).
+    ``max_jobs`` raises the matrix limits (--max-jobs). ``redactor``: the invocation's, given each secret read.
 
     Raises JobFileError with every problem if any is an error; returns the warnings otherwise.
     """
@@ -119,7 +121,7 @@ def load(
         else:
             jobs_documents.append(document)
     documents = jobs_documents
-    context = Context(vars=variables, env=environ)
+    context = Context(vars=variables, env=environ, redactor=redactor or Redactor())
     job_files: list[JobFile] = []
     for doc in documents:
         found = schema.check_document(doc)
@@ -282,7 +284,7 @@ def _resolve_job(
     problems: list[Problem],
 ) -> Job | None:
     before = len(problems)
-    job_context = Context(matrix=matrix, vars=context.vars, env=context.env)
+    job_context = Context(matrix=matrix, vars=context.vars, env=context.env, redactor=context.redactor)
     prefix = f"{name}: " if matrix else ""
 
     def fail(path: Path, message: str, warning: bool = False) -> None:

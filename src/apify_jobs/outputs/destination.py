@@ -34,7 +34,7 @@ from apify_jobs.files import (
     sha256_of,
 )
 from apify_jobs.model import Job
-from apify_jobs.outputs.paths import answered_output, planned_output
+from apify_jobs.outputs.paths import answered_output, planned_output, stays_inside
 from apify_jobs.record import WrittenOutput
 
 REJECTED_SUFFIX = ".rejected"  # an output that failed its expectations, beside the last good one
@@ -66,19 +66,28 @@ class OutputWriter(abc.ABC):
 
 
 class Destination(abc.ABC):
-    """Where the outputs of one run go."""
+    """Where the outputs of one run go. Each output has a key, its place relative to the destination's root
+    (the same wherever the tool runs from); ``shown`` is how the user finds it."""
 
     @abc.abstractmethod
     def planned(self, job: Job) -> str:
-        """The output's path as shown to the user before the answer is known (`plan`)."""
+        """The output's place as shown to the user before the answer is known (`plan`)."""
+
+    @abc.abstractmethod
+    def shown(self, key: str) -> str:
+        """Where the output with ``key`` is, for the user."""
+
+    @abc.abstractmethod
+    def key_of(self, shown: str) -> str | None:
+        """The key of an output recorded by its shown place only (records from before keys), if it is here."""
 
     @abc.abstractmethod
     def open(self, job: Job, content_type: str | None, expected_size: int | None = None) -> OutputWriter:
         """A writer for the job's answer; raises OutputFailure when the output cannot be placed."""
 
     @abc.abstractmethod
-    def sha256_of(self, path: str) -> str | None:
-        """The sha256 of an output written earlier (its shown path), None when it is gone."""
+    def sha256_of(self, key: str) -> str | None:
+        """The sha256 of an output written earlier, None when it is gone (or its key leads out)."""
 
     @abc.abstractmethod
     def sync(self) -> None:
@@ -87,6 +96,14 @@ class Destination(abc.ABC):
     @abc.abstractmethod
     def cancel(self) -> None:
         """Ctrl-C: throw away every output being written; later commits refuse."""
+
+    @abc.abstractmethod
+    def check_writable(self) -> None:
+        """Prove, before anything is sent, that outputs can be written (OutputFailure if not)."""
+
+    @abc.abstractmethod
+    def clean_leftovers(self, skip: str | None = None) -> tuple[int, int]:
+        """Remove what killed runs left half-written; returns (how many, bytes freed)."""
 
 
 # --- a local folder -----------------------------------------------------------------------------
@@ -104,13 +121,22 @@ class LocalFolder(Destination):
     def planned(self, job: Job) -> str:
         return os.path.join(self.out_dir, planned_output(job))
 
+    def shown(self, key: str) -> str:
+        return os.path.join(self.out_dir, key)
+
+    def key_of(self, shown: str) -> str | None:
+        key = os.path.relpath(shown, self.out_dir)
+        return key if stays_inside(key) else None
+
     def open(self, job: Job, content_type: str | None, expected_size: int | None = None) -> OutputWriter:
         relative = answered_output(job, content_type)
-        return _FileWriter(self, os.path.join(self.out_dir, relative), self._inside(relative), content_type,
-                           expected_size)
+        return _FileWriter(self, relative, self._inside(relative), content_type, expected_size)
 
-    def sha256_of(self, path: str) -> str | None:
-        return sha256_of(path)
+    def sha256_of(self, key: str) -> str | None:
+        try:
+            return sha256_of(self._inside(key))
+        except OutputFailure:
+            return None
 
     def sync(self) -> None:
         """Each output folder is fsynced once, before the report is written (not once per file: with 50 jobs
@@ -190,10 +216,11 @@ class LocalFolder(Destination):
 
 
 class _FileWriter(OutputWriter):
-    def __init__(self, folder: LocalFolder, shown: str, target: str, content_type: str | None,
+    def __init__(self, folder: LocalFolder, key: str, target: str, content_type: str | None,
                  expected_size: int | None):
         self._folder = folder
-        self._shown = shown
+        self._key = key
+        self._shown = folder.shown(key)
         self._target = target
         self._content_type = content_type
         self._digest = _Digest()
@@ -239,7 +266,8 @@ class _FileWriter(OutputWriter):
             self.abort()
             raise
         self._done = True
-        return WrittenOutput(self._shown + suffix, self._size, self._digest.hexdigest(), self._content_type)
+        return WrittenOutput(self._shown + suffix, self._size, self._digest.hexdigest(), self._content_type,
+                             self._key + suffix)
 
     def abort(self) -> None:
         if self._done:

@@ -9,15 +9,17 @@ import time
 from typing import IO
 
 from apify_jobs.record import GoingRun, JobResult, Status
-from apify_jobs.redaction import redact
+from apify_jobs.redaction import Redactor
 from apify_jobs.reports.report import Totals
 
 
 class Progress:
     """One line per event: a job starting, and each job's end with its status, time and output or error."""
 
-    def __init__(self, total: int, quiet: bool = False, stream: IO[str] | None = None):
+    def __init__(self, total: int, quiet: bool = False, stream: IO[str] | None = None,
+                 redact: Redactor | None = None):
         self.stream = stream or sys.stderr
+        self.redact = redact or Redactor()
         self.live = False
         self.quiet = quiet
         self.total = total
@@ -28,7 +30,7 @@ class Progress:
         self._lock = threading.Lock()
 
     def _line(self, text: str) -> None:
-        self.stream.write(redact(text) + "\n")
+        self.stream.write(self.redact(text) + "\n")
         self.stream.flush()
 
     def start(self, name: str) -> None:
@@ -65,7 +67,7 @@ class Progress:
         """Nothing to clear in a line-per-event log."""
 
 
-def summary(results: list[JobResult]) -> str:
+def summary(results: list[JobResult], redact: Redactor) -> str:
     """The table printed at the end: name, status, attempts, duration, output or error."""
     rows = [("JOB", "STATUS", "TRIES", "TIME", "OUTPUT / ERROR")]
     for r in results:
@@ -98,7 +100,7 @@ def summary(results: list[JobResult]) -> str:
     return redact("\n".join(line.rstrip() for line in lines))
 
 
-def interrupted_runs(going: list[GoingRun], abort: bool) -> str:
+def interrupted_runs(going: list[GoingRun], abort: bool, redact: Redactor) -> str:
     """After Ctrl-C or SIGTERM: the runs cancelled jobs left going on the platform."""
     if not going:
         return ("apify-jobs: no run is still going on the platform" if abort

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from apify_jobs import __version__
 from apify_jobs.model import now
 from apify_jobs.record import GoingRun, JobResult, Status
-from apify_jobs.redaction import redact
+from apify_jobs.redaction import Redactor
 
 REPORT_SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "report.schema.json")
 
@@ -73,6 +73,7 @@ class ReportOf:
     run: int | None = None  # the run's number in the state
     started_at: str | None = None
     finished_at: str | None = None
+    redactor: Redactor = field(default_factory=Redactor)  # every view masks the invocation's secrets
 
 
 @dataclass
@@ -109,6 +110,7 @@ def _head(of: ReportOf) -> dict[str, Any]:
 
 def json_text(of: ReportOf) -> Iterator[str]:
     """report.json in pieces, redacted, one job per line: its memory stays flat whatever the number of jobs."""
+    redact = of.redactor
     head = json.dumps(_head(of), indent=2, ensure_ascii=False)
     yield redact(head.removesuffix("\n}") + ',\n  "jobs": [')
     separator = "\n    "

@@ -39,7 +39,6 @@ def write_junit(of: ReportOf, path: str) -> None:
 
     from apify_jobs.files import write_file_whole
     from apify_jobs.record import Status
-    from apify_jobs.redaction import redact
     from apify_jobs.reports.report import wall_seconds
 
     def seconds(record: JobResult) -> float:
@@ -78,7 +77,7 @@ def write_junit(of: ReportOf, path: str) -> None:
     def pieces() -> Iterator[bytes]:
         yield f"<?xml version='1.0' encoding='utf-8'?>\n<testsuites>\n  {opening}\n".encode()
         for record in of.entries:
-            yield redact(testcase(record)).encode("utf-8")
+            yield of.redactor(testcase(record)).encode("utf-8")
         yield b"  </testsuite>\n</testsuites>\n"
 
     write_file_whole(path, pieces())
@@ -86,12 +85,11 @@ def write_junit(of: ReportOf, path: str) -> None:
 
 def write_html(of: ReportOf, path: str) -> None:
     from apify_jobs.files import write_file_whole
-    from apify_jobs.redaction import redact
     from apify_jobs.reports.html import render  # only with --html
     from apify_jobs.reports.report import build
 
     page = render(build(of), os.path.dirname(os.path.abspath(path)))
-    write_file_whole(path, redact(page).encode("utf-8"))
+    write_file_whole(path, of.redactor(page).encode("utf-8"))
 
 
 def markdown(of: ReportOf) -> str:
@@ -117,11 +115,10 @@ def markdown(of: ReportOf) -> str:
 def append_markdown(of: ReportOf, path: str) -> None:
     """Appended, not replaced: $GITHUB_STEP_SUMMARY collects every step's summary."""
     from apify_jobs.failures import OutputFailure
-    from apify_jobs.redaction import redact
 
     try:
         with open(path, "a", encoding="utf-8") as stream:
-            stream.write(redact(markdown(of)))
+            stream.write(of.redactor(markdown(of)))
     except OSError as failure:
         raise OutputFailure(f"cannot write {path}: {failure.strerror or failure}") from None
 

@@ -17,6 +17,7 @@ from apify_jobs import __version__
 from apify_jobs.errors import ApifyJobsError
 from apify_jobs.files import sha256_of
 from apify_jobs.model import now
+from apify_jobs.outputs.paths import stays_inside
 from apify_jobs.record import JobResult
 from apify_jobs.running.state import Invocation, State, StoredResult
 
@@ -42,11 +43,14 @@ class _Candidate:
 
     @property
     def relative(self) -> str | None:
+        """The output's key in its folder (records from before keys: its path relative to the run's --out-dir)."""
         output = self.result.record.output
-        return os.path.relpath(output.path, self.out_dir) if output and output.path else None
+        if output is None:
+            return None
+        return output.key if output.key is not None else os.path.relpath(output.path, self.out_dir)
 
 
-def merge(folders: list[str], out_dir: str) -> Merged:
+def merge(folders: list[str], out_dir: str, state_dir: str | None = None) -> Merged:
     if os.path.abspath(out_dir) in {os.path.abspath(f) for f in folders}:
         raise MergeRefused(f"--out-dir {out_dir} is one of the folders merged; give a new folder")
     loaded = []
@@ -61,7 +65,7 @@ def merge(folders: list[str], out_dir: str) -> Merged:
         _check(candidate)
     os.makedirs(out_dir, exist_ok=True)
     merged = Merged(conflicts=conflicts)
-    target = State(out_dir)
+    target = State(out_dir, state_dir=state_dir)
     try:
         for folder, runs, results in loaded:
             for run in runs:
@@ -118,6 +122,10 @@ def _choose(loaded: list[tuple[str, Any, list[StoredResult]]]) -> tuple[dict[str
 def _check(candidate: _Candidate) -> None:
     if candidate.relative is None:
         return
+    if not stays_inside(candidate.relative):
+        raise MergeRefused(f"{candidate.folder}: the output of {candidate.result.job} is recorded at "
+                           f"{candidate.relative!r}, outside its folder: the artifact is damaged or hostile; nothing "
+                           "was merged")
     source = os.path.join(candidate.folder, candidate.relative)
     expected = candidate.result.record.output.sha256 if candidate.result.record.output else None
     if sha256_of(source) != expected:
@@ -129,7 +137,8 @@ def _rewritten(result: StoredResult, old_out_dir: str, new_out_dir: str) -> Stor
     output = result.record.output
     if output is None or not output.path:
         return result
-    moved = replace(output, path=os.path.join(new_out_dir, os.path.relpath(output.path, old_out_dir)))
+    key = output.key if output.key is not None else os.path.relpath(output.path, old_out_dir)
+    moved = replace(output, path=os.path.join(new_out_dir, key), key=key)
     return replace(result, record=replace(result.record, output=moved))
 
 

@@ -14,19 +14,20 @@ from typing import Any
 from apify_jobs.api.client import ApiClient
 from apify_jobs.api.identity import Attempt, Attempts, attempt_id_of, platform_now, started_at, window_start
 from apify_jobs.api.recovery import TERMINAL
-from apify_jobs.api.retry import LOOKUP_POLICY, call_patiently
+from apify_jobs.api.retry import call_patiently
 from apify_jobs.failures import JobFailure
+from apify_jobs.model import RetryPolicy
 from apify_jobs.record import GoingRun, JobResult, RunFacts
+from apify_jobs.settings import DEFAULT, Settings
 
 log = logging.getLogger("apify_jobs")
 
 PAGE = 1000  # the listing's largest page
 MAX_PAGES = 5
-LOOK_AGAIN_AFTER = 2.0  # a run that certainly started but is not listed yet: one more look, once
 PRELIMINARY_FOR = timedelta(seconds=10)  # "wait about 10 seconds" for stable cost figures (Apify's docs)
 
 
-def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.Event,
+def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.Event, settings: Settings = DEFAULT,
               look_again_after: float | None = None) -> dict[str, RunFacts]:
     """Each attempt's run (by attempt ID), looked up in its task's listing; attempts that started none are
     simply absent. Only the facts are kept of each listed run (20,000 listed runs are ~30 MB as dicts)."""
@@ -36,16 +37,17 @@ def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.E
         by_task[(attempt.task, attempt.actor)].append(attempt)
     for (task, actor), of_task in by_task.items():
         for look in range(2):
-            _look(client, task, actor, [a for a in of_task if a.id not in found], found, cancelled)
+            _look(client, task, actor, [a for a in of_task if a.id not in found], found, cancelled,
+                  settings.lookup_policy)
             certain = [a for a in of_task if a.id not in found and a.started_run]
-            pause = LOOK_AGAIN_AFTER if look_again_after is None else look_again_after
+            pause = settings.look_again_after if look_again_after is None else look_again_after
             if not certain or look or cancelled.wait(pause):
                 break
     return found
 
 
 def _look(client: ApiClient, task: str, actor: bool, wanted: list[Attempt], found: dict[str, RunFacts],
-          cancelled: threading.Event) -> None:
+          cancelled: threading.Event, policy: RetryPolicy) -> None:
     if not wanted:
         return
     by_id = {a.id: a for a in wanted}
@@ -56,7 +58,7 @@ def _look(client: ApiClient, task: str, actor: bool, wanted: list[Attempt], foun
             with client.list_runs(task, offset=offset, limit=PAGE, desc=True, actor=actor) as answer:
                 items = answer.json()["data"]["items"]
                 return answer.headers, items if isinstance(items, list) else []
-        headers, page = call_patiently(call, cancelled, LOOKUP_POLICY)
+        headers, page = call_patiently(call, cancelled, policy)
         window = window_start(headers, earliest)
         now = platform_now(headers)
         for run in page:
@@ -87,13 +89,14 @@ def _facts(run: dict[str, Any], preliminary: bool) -> RunFacts:
                     run.get("defaultDatasetId"), run.get("defaultKeyValueStoreId"), preliminary)
 
 
-def add_run_facts(client: ApiClient, attempts: Attempts, results: list[JobResult]) -> None:
+def add_run_facts(client: ApiClient, attempts: Attempts, results: list[JobResult], settings: Settings = DEFAULT) -> None:
     """Give every job that was sent its runs; a run that cannot be found is a note, never a failure."""
     sent = [r for r in results if r.attempt_ids]
     if not sent:
         return
     try:
-        found = find_runs(client, [a for a in attempts.all() if a.started_run is not False], threading.Event())
+        found = find_runs(client, [a for a in attempts.all() if a.started_run is not False], threading.Event(),
+                           settings)
     except JobFailure as failure:
         for result in sent:
             result.facts_note = f"run facts could not be looked up: {failure}"
@@ -107,14 +110,15 @@ def add_run_facts(client: ApiClient, attempts: Attempts, results: list[JobResult
             result.facts_note = "its run was not found in the task's run listing"
 
 
-def still_running(client: ApiClient, attempts: Attempts, results: list[JobResult], abort: bool) -> list[GoingRun]:
+def still_running(client: ApiClient, attempts: Attempts, results: list[JobResult], abort: bool,
+                  settings: Settings = DEFAULT) -> list[GoingRun]:
     """After an interrupt: the runs that cancelled jobs started and that are still going; aborted if asked."""
     unfinished = {r.name for r in results if not r.succeeded}
     suspects = [a for a in attempts.all() if a.job in unfinished and a.started_run is not False]
     if not suspects:
         return []
     started = time.monotonic()
-    found = find_runs(client, suspects, threading.Event(), look_again_after=0.5)
+    found = find_runs(client, suspects, threading.Event(), settings, look_again_after=0.5)
     going = [GoingRun(a.job, found[a.id].run_id) for a in suspects
              if a.id in found and found[a.id].status not in TERMINAL]
     for entry in going if abort else []:

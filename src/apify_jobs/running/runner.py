@@ -33,6 +33,7 @@ from apify_jobs.outputs.expect import Check
 from apify_jobs.record import JobError, JobResult, Recovery, RecoveryLook, RunFacts, Status
 from apify_jobs.running.needs import NeedsValueFailed, resolved, uses_needs
 from apify_jobs.running.run_facts import find_runs
+from apify_jobs.settings import DEFAULT, Settings
 
 log = logging.getLogger("apify_jobs")
 _Write = Callable[[str | None, Iterable[bytes], int | None], None]  # content type, body, length
@@ -50,6 +51,7 @@ class RunContext:
     finished: dict[str, JobResult] = field(default_factory=dict)  # decided jobs, for `needs` values
     # --resume of a job whose request is only known once its needs ran: the earlier result that stands
     resume_check: Callable[[Job], JobResult | None] | None = None
+    settings: Settings = DEFAULT  # how patiently runs are looked for (the invocation's)
 
     @property
     def base_url(self) -> str:
@@ -137,10 +139,10 @@ def facts_of(result: JobResult, context: RunContext) -> RunFacts | None:
             return earlier.run
         attempts = [Attempt(attempt_id, result.name, result.task, n, result.actor, sent_at=0.0)
                     for n, attempt_id in enumerate(ids)]
-        found = find_runs(context.client, attempts, context.cancelled)
+        found = find_runs(context.client, attempts, context.cancelled, context.settings)
         return found.get(ids[-1])
     if result.run is None and result.attempt_ids:
-        found = find_runs(context.client, context.attempts.of_job(result.name), context.cancelled)
+        found = find_runs(context.client, context.attempts.of_job(result.name), context.cancelled, context.settings)
         runs = [found[a] for a in result.attempt_ids if a in found]
         if runs:
             result.run, result.other_runs = runs[-1], runs[:-1]
@@ -186,7 +188,7 @@ def _send(job: Job, request: RunRequest, context: RunContext, sent: Attempt, res
 def _collect(job: Job, context: RunContext, sent: Attempt, result: JobResult, write: _Write, followed: bool) -> bool:
     """Find the run ``sent`` started, wait for it and write its output. False when it started none (sending
     again is then safe); raises when it cannot be told, or when the adopted run did not give its output."""
-    found = recovery.find_run(context.client, job, sent, context.attempts, context.cancelled)
+    found = recovery.find_run(context.client, job, sent, context.attempts, context.cancelled, context.settings)
     result.recovery = result.recovery or Recovery()
     result.recovery.looks.append(RecoveryLook(sent.number, found.verdict, [str(r["id"]) for r in found.runs],
                                               found.note, found.method))
@@ -206,8 +208,8 @@ def _collect(job: Job, context: RunContext, sent: Attempt, result: JobResult, wr
                     job.name, sent.number, run_id)
     max_wait = job.follow if job.follow is not None else float(job.options.get("timeout") or SYNC_WAIT_SECONDS) \
         + NO_FOLLOW_WAIT
-    run = recovery.wait_for(context.client, run, max_wait, context.cancelled)
-    answer = recovery.open_output(context.client, job, run, context.cancelled)
+    run = recovery.wait_for(context.client, run, max_wait, context.cancelled, context.settings)
+    answer = recovery.open_output(context.client, job, run, context.cancelled, context.settings)
     if answer is None:
         write(None, [], None)  # the run wrote no output record: what run-sync answers with an empty 201
         return True

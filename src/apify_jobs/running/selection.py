@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from apify_jobs.api.request import build_request
 from apify_jobs.errors import UsageError
 from apify_jobs.model import Job, JobFile
 from apify_jobs.outputs.destination import Destination
-from apify_jobs.record import JobResult, Status
+from apify_jobs.record import JobResult, Status, to_json
 from apify_jobs.running.needs import uses_needs
 from apify_jobs.running.runner import new_result
 from apify_jobs.running.state import Earlier, State, request_key
@@ -109,21 +109,32 @@ def resume(plan: Plan, state: State, destination: Destination, base_url: str) ->
 def resumed_result(job: Job, state: State, destination: Destination, base_url: str) -> JobResult | None:
     """The job as resumed, if its latest success for the request it would send now still stands."""
     result = new_result(job, build_request(job, base_url))
-    earlier = _standing(result, state, destination)
-    if earlier is None:
+    standing = _standing(result, state, destination)
+    if standing is None:
         return None
-    result.status, result.resumed, result.previous_json = Status.SUCCEEDED, True, earlier.text
+    earlier, text = standing
+    result.status, result.resumed, result.previous_json = Status.SUCCEEDED, True, text
     return result
 
 
 def still_standing(job: Job, state: State, destination: Destination, base_url: str) -> Earlier | None:
     """The job's latest success for the request it would send now, if its output is still intact."""
-    return _standing(new_result(job, build_request(job, base_url)), state, destination)
+    standing = _standing(new_result(job, build_request(job, base_url)), state, destination)
+    return None if standing is None else standing[0]
 
 
-def _standing(result: JobResult, state: State, destination: Destination) -> Earlier | None:
+def _standing(result: JobResult, state: State, destination: Destination) -> tuple[Earlier, str] | None:
+    """The earlier success and its record as it stands now: its output found by its key in this destination
+    (whatever folder the tool runs from, however the folder is spelled), shown where it is now."""
     earlier = state.latest_success(result.name, request_key(result))
-    output = earlier.record.output if earlier else None
-    if earlier is None or output is None or not output.path or destination.sha256_of(output.path) != output.sha256:
+    record = earlier.record if earlier else None
+    output = record.output if record else None
+    if earlier is None or record is None or output is None:
         return None
-    return earlier
+    key = output.key if output.key is not None else destination.key_of(output.path)
+    if key is None or destination.sha256_of(key) != output.sha256:
+        return None
+    shown = destination.shown(key)
+    if shown == output.path and output.key is not None:
+        return earlier, earlier.text
+    return earlier, to_json(replace(record, output=replace(output, path=shown, key=key)))

@@ -34,7 +34,7 @@ from apify_jobs.files import pid_alive
 from apify_jobs.model import now
 from apify_jobs.outputs.paths import STATE_FOLDER
 from apify_jobs.record import RECORD_VERSION, JobResult, RecordError, from_json, to_json
-from apify_jobs.redaction import redact
+from apify_jobs.redaction import Redactor
 
 STATE_FILE = "state.sqlite3"
 SCHEMA_VERSION = 2  # 2: results.record_version
@@ -46,8 +46,13 @@ class StateError(ApifyJobsError):
     """The state cannot be opened or read: one line, exit 2, never a silent fresh start."""
 
 
-def state_path(out_dir: str) -> str:
-    return os.path.join(out_dir, STATE_FOLDER, STATE_FILE)
+def state_folder(out_dir: str, state_dir: str | None = None) -> str:
+    """Where the state lives: --state-dir, else `<out-dir>/.apify-jobs`."""
+    return state_dir or os.path.join(out_dir, STATE_FOLDER)
+
+
+def state_path(out_dir: str, state_dir: str | None = None) -> str:
+    return os.path.join(state_folder(out_dir, state_dir), STATE_FILE)
 
 
 def request_key(result: JobResult) -> str:
@@ -141,8 +146,10 @@ def _alive(pid: int, started: str | None) -> bool:
 class State:
     """One output folder's state, shared by the threads of this process (one connection, one lock)."""
 
-    def __init__(self, out_dir: str, create: bool = True):
-        self.path = state_path(out_dir)
+    def __init__(self, out_dir: str, create: bool = True, redactor: Redactor | None = None,
+                 state_dir: str | None = None):
+        self.path = state_path(out_dir, state_dir)
+        self._redact = redactor or Redactor()  # what is stored is masked (the invocation's secrets)
         if not create and not os.path.exists(self.path):
             raise StateError(f"no state in {out_dir} ({self.path} does not exist): nothing has run into it")
         try:
@@ -243,14 +250,14 @@ class State:
         cursor = self._write(
             "INSERT INTO invocations (started_at, version, command, selection, files, pid, host) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (now(), __version__, redact(json.dumps(sys.argv)), json.dumps(selection), json.dumps(files), self._pid,
+            (now(), __version__, self._redact(json.dumps(sys.argv)), json.dumps(selection), json.dumps(files), self._pid,
              self._host))
         self.invocation = int(cursor.lastrowid or 0)
         return self.invocation
 
     def finish(self, interrupted: bool, extra: dict[str, Any] | None = None) -> None:
         self._write("UPDATE invocations SET finished_at = ?, interrupted = ?, extra = ? WHERE id = ?",
-                    (now(), int(interrupted), redact(json.dumps(extra or {})), self.invocation))
+                    (now(), int(interrupted), self._redact(json.dumps(extra or {})), self.invocation))
         with self._lock:
             self._write("DELETE FROM leases WHERE pid = ? AND host = ?", (self._pid, self._host))
 
@@ -350,7 +357,7 @@ class State:
         return (self.invocation, seq, result.name, request_key(result), said.status.value,
                 said.error.type if said.error else None, int(said.resumed),
                 said.output.path if said.output else None, said.output.sha256 if said.output else None,
-                said.finished_at, _stored(said), RECORD_VERSION)
+                said.finished_at, self._redact(to_json(said)), RECORD_VERSION)
 
     def _commit(self, rows: list[tuple[Any, ...]]) -> None:
         with self._lock:
@@ -372,7 +379,8 @@ class State:
                 with self._transaction():
                     self._db.executemany(
                         "UPDATE results SET entry = ?, record_version = ? WHERE invocation = ? AND job = ? "
-                        "AND resumed = 0", ((_stored(r), RECORD_VERSION, self.invocation, r.name) for r in results))
+                        "AND resumed = 0", ((self._redact(to_json(r)), RECORD_VERSION, self.invocation, r.name)
+                                         for r in results))
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
 
@@ -471,11 +479,6 @@ class StoredEntries:
             records = self._state._records_by_id(batch)
             for number in batch:
                 yield records[number]
-
-
-def _stored(record: JobResult) -> str:
-    """A record as the state keeps it: JSON, the token and secrets masked."""
-    return redact(to_json(record))
 
 
 class _Pending:

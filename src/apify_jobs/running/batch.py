@@ -1,0 +1,155 @@
+"""One batch, as `run` asks for it: the checks before anything is sent (collisions, pre-flight), then the
+state's bookkeeping around the executor (leftovers, --resume, leases, the run facts, the invocation's end)
+and Ctrl-C. The command only parses, calls this and prints."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from apify_jobs.api.client import ApiClient
+from apify_jobs.errors import ExitStatus, UsageError
+from apify_jobs.failures import JobFailure, OutputFailure
+from apify_jobs.files import check_writable_folder
+from apify_jobs.model import JobFile
+from apify_jobs.outputs.destination import Destination
+from apify_jobs.outputs.paths import may_land_on
+from apify_jobs.record import GoingRun, JobResult
+from apify_jobs.running.executor import Executor, Progress
+from apify_jobs.running.run_facts import add_run_facts, still_running
+from apify_jobs.running.runner import RunContext
+from apify_jobs.running.selection import Plan, resume, resumed_result
+from apify_jobs.running.state import Invocation, State, StoredEntries
+from apify_jobs.settings import Settings
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    resume: bool = False
+    run_facts: bool = True  # look up each job's run (ID, status, cost) after the batch
+    abort_on_interrupt: bool = False
+    selection: dict[str, Any] = field(default_factory=dict)  # what the state records of the selection
+
+
+@dataclass
+class Outcome:
+    results: list[JobResult]
+    going: list[GoingRun]  # after an interrupt: the runs still going (aborted if asked)
+    interrupted: bool
+    signal: signal.Signals
+    invocation: Invocation | None
+    entries: StoredEntries  # the invocation's records, as the state holds them (for the reports)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        if self.interrupted:
+            return ExitStatus.of_signal(self.signal)
+        return ExitStatus.OK if all(r.succeeded for r in self.results) else ExitStatus.FAILED
+
+
+def refuse_collisions(plan: Plan, destination: Destination, reports: dict[str, str], state_folder: str) -> None:
+    """The state folder, the reports and every output are distinct files; refused before anything is sent."""
+    state_folder = os.path.abspath(state_folder)
+    named = {flag: os.path.abspath(path) for flag, path in reports.items() if path}
+    if len(set(named.values())) < len(named):
+        raise UsageError(f"{', '.join(named)} must be different files; two of them are the same")
+    for flag, path in named.items():
+        if path == state_folder or path.startswith(state_folder + os.sep):
+            raise UsageError(f"{flag} {path} is inside the state folder {state_folder}; give another path")
+        for entry in plan.entries:
+            if may_land_on(os.path.abspath(destination.planned(entry.job)), path):
+                raise UsageError(f"{flag} {path} is where job '{entry.job.name}' writes its output; "
+                                 "give one of them another path")
+
+
+def preflight(destination: Destination, reports: list[str]) -> None:
+    """Prove that the output folder and every report's folder can be written, before the first request costs
+    money."""
+    try:
+        destination.check_writable()
+        for path in reports:
+            check_writable_folder(os.path.dirname(os.path.abspath(path)))
+    except OutputFailure as failure:
+        raise UsageError(f"{failure}; nothing was sent") from None
+
+
+def pool_size(job_files: list[JobFile], cap: int | None) -> int:
+    return cap or max(sum(f.concurrency for f in job_files), 1)
+
+
+def run_batch(plan: Plan, job_files: list[JobFile], destination: Destination, state: State, client: ApiClient,
+              options: BatchOptions, progress_of: Callable[[int], Progress], say: Callable[[str], None],
+              settings: Settings) -> Outcome:
+    """Run the plan into ``destination``, recording into ``state``. ``progress_of(total)`` makes the display;
+    ``say`` tells the user what they should know (leftovers removed, needs not waited for)."""
+    files = [{"path": f.path, "sha256": f.sha256} for f in job_files]
+    state.begin({**options.selection, "jobs": [e.job.name for e in plan.entries]}, files)
+    removed, freed = destination.clean_leftovers(skip=os.path.dirname(state.path))
+    if removed:
+        say(f"removed {removed} temporary file{'s' * (removed != 1)} that an earlier killed run left behind "
+            f"({freed / (1 << 20):.1f} MiB freed)")
+    context = RunContext(client, destination, threading.Event(), settings=settings)
+    if options.resume:
+        context.resume_check = lambda job: resumed_result(job, state, destination, client.base_url)
+    resumed = resume(plan, state, destination, client.base_url) if options.resume else 0
+    progress = progress_of(len(plan.entries) - resumed)
+    state.take_leases([e.job.name for e in plan.entries if e.result is None])
+    executor = Executor(plan, context, progress, journal=state)
+    if plan.ignored_needs:
+        say(f"not selected, so not waited for: {', '.join(sorted(plan.ignored_needs))}")
+    try:
+        with interrupts(executor):
+            results = executor.run()
+    finally:
+        close = getattr(progress, "close", None)
+        if close is not None:
+            close()
+    if executor.journal_failure is not None:  # one line and exit 2: the outputs written so far stay
+        raise executor.journal_failure
+    going = _after_the_batch(options, context, results, executor.interrupted, say)
+    destination.sync()  # outputs are durable before a report says they exist
+    state.update([r for r in results if r.run is not None or r.facts_note])  # the run facts, found after the jobs
+    state.finish(executor.interrupted, {"runsStillGoing": [g.to_dict() for g in going]})
+    invocation, entries = state.entries(str(state.invocation))
+    return Outcome(results, going, executor.interrupted, executor.signal, invocation, entries)
+
+
+def _after_the_batch(options: BatchOptions, context: RunContext, results: list[JobResult], interrupted: bool,
+                     say: Callable[[str], None]) -> list[GoingRun]:
+    """Run facts for a finished batch; after an interrupt, the runs still going (aborted if asked)."""
+    if interrupted:
+        try:
+            return still_running(context.client, context.attempts, results, options.abort_on_interrupt,
+                                 context.settings)
+        except JobFailure as failure:
+            say(f"could not look up the runs still going: {failure}")
+            return []
+    if options.run_facts:
+        add_run_facts(context.client, context.attempts, results, context.settings)
+    return []
+
+
+@contextlib.contextmanager
+def interrupts(executor: Executor) -> Iterator[None]:
+    """First Ctrl-C (or SIGTERM): stop starting, cancel, write the report. Second: exit at once."""
+
+    def handle(signum: int, frame: Any) -> None:
+        if executor.interrupted:
+            os._exit(ExitStatus.of_signal(executor.signal))
+        executor.signal = signal.Signals(signum)
+        executor.interrupt()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)

@@ -1,0 +1,26 @@
+"""How patiently the tool looks for runs: the pacing of recovery's look-ups and of the run facts. Carried in
+each invocation's Environment (tests give a quicker one; nothing is monkeypatched)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from apify_jobs.model import RetryPolicy
+
+
+def _lookup_policy() -> RetryPolicy:
+    # Look-ups (GETs) start no run, so drops, 429 and 5xx are all safe to retry, a bounded number of times.
+    return RetryPolicy(attempts=5, initial=0.5, max_wait=8.0, on=frozenset({"connection", "rate-limit", "server-error"}),
+                       recover=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Run look-ups are eventually consistent: look again after these pauses before saying "no run".
+    look_again: tuple[float, ...] = (1.0, 2.0, 4.0)
+    # A run that certainly started but is not listed yet (run facts): one more look, after this long.
+    look_again_after: float = 2.0
+    lookup_policy: RetryPolicy = field(default_factory=_lookup_policy)
+
+
+DEFAULT = Settings()
