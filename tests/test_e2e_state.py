@@ -357,3 +357,20 @@ def test_the_state_can_live_in_a_folder_of_its_own(emulator, tmp_path: Path) -> 
     assert again.returncode == 0 and len(server.state.run_sync_requests()) == 2
     rebuilt = run_process("report", "--out-dir", str(out), "--state-dir", str(kept), "--json", str(tmp_path / "r.json"))
     assert rebuilt.returncode == 0 and json.loads((tmp_path / "r.json").read_text())["totals"]["succeeded"] == 2
+
+
+def test_warnings_never_change_which_jobs_run(emulator, tmp_path: Path) -> None:
+    """A file with only warnings (a credential from ${{ env.X }}, retry.on without connection): every job is
+    planned and run."""
+    server = emulator()
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, input: {apiKey: '${{ env.MY_KEY }}'}}\n"
+                              "  - {name: b, task: me~t, retry: {on: [rate-limit]}}\n"
+                              "  - {name: c, task: me~t, input: {q: '${{ vars.q }}'}}\n")
+    env = {"MY_KEY": "k-not-secret"}
+    plan = run_process("plan", str(path), "--var", "q=x", "--json", env=env)
+    assert plan.returncode == 0 and [j["name"] for j in json.loads(plan.stdout)] == ["a", "b", "c"]
+    assert plan.stderr.count("warning:") == 2
+    result = run_process("run", str(path), "--var", "q=x", "--out-dir", str(tmp_path / "out"), env=env)
+    assert result.returncode == 0 and len(server.state.run_sync_requests()) == 3
+    assert sorted(e["name"] for e in read_report(tmp_path / "out")["jobs"] if e["status"] == "succeeded") == ["a", "b", "c"]
+

@@ -10,7 +10,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,6 +283,8 @@ def _resolve_job(
     context: Context,
     problems: list[Problem],
 ) -> Job | None:
+    """One job (one expansion of a matrix): substituted, merged with the defaults, and checked by the rules
+    below, each of which returns its findings."""
     before = len(problems)
     job_context = Context(matrix=matrix, vars=context.vars, env=context.env, redactor=context.redactor)
     prefix = f"{name}: " if matrix else ""
@@ -290,12 +292,8 @@ def _resolve_job(
     def fail(path: Path, message: str, warning: bool = False) -> None:
         problems.append(doc.problem(path, prefix + message, warning))
 
+    problems.extend(_credential_warnings(doc, raw, defaults, where))
     errors: list[tuple[Path, str]] = []
-    for path, variable in [*expressions.credentials_from_env(raw, where),
-                           *expressions.credentials_from_env(defaults, ("defaults",))]:
-        problems.append(doc.problem(path, f"${{{{ env.{variable} }}}} where credentials go is shown by `plan` and kept "
-                                          f"in the report; write ${{{{ secrets.{variable} }}}} to have it masked",
-                                    warning=True))
     own = expressions.substitute_all({k: v for k, v in raw.items() if k != "matrix"}, job_context, where, errors)
     shared = expressions.substitute_all(defaults, job_context, ("defaults",), errors)
     for path, message in errors:
@@ -309,54 +307,30 @@ def _resolve_job(
     if context.vars is not None and expressions.has_expression([raw, defaults]):
         # Substituted values must still fit the schema (a var that fills `memory` must be a valid memory).
         problems.extend(schema.check_job(doc, resolved, where))
-        if len(problems) > before:
+        if _errors_since(problems, before):  # warnings never drop a job
             return None
     file_input: dict[str, Any] = {}
     input_file = own.get("inputFile")
     if isinstance(input_file, str) and "${{" not in input_file:
         file_input = _load_input_file(os.path.dirname(doc.file) or ".", input_file,
                                       lambda m: fail(where + ("inputFile",), m))
-    job_input = deep_merge(shared.get("input", {}), {**file_input, **own.get("input", {})})
-    output = own.get("output")
-    if isinstance(output, str) and "${{" not in output and not stays_inside(output):
-        fail(where + ("output",), f"output '{output}' leaves the output folder; give a path inside it")
-    options = resolved.get("options", {})
-    # Both in the job itself is the schema's finding already; here only the case where defaults bring one in.
-    both_own = "dataset" in own and "outputRecordKey" in own.get("options", {})
-    if "outputRecordKey" in options and "dataset" in resolved and not both_own:
-        fail(where, "outputRecordKey (from defaults) cannot be used together with dataset")
-    follow = resolved.get("follow", {})
-    timeout = options.get("timeout")
-    if follow is False and isinstance(timeout, (int, float)) and timeout > SYNC_WAIT_SECONDS:
-        origin = where if "timeout" in own.get("options", {}) else ("defaults",)
-        fail(origin + ("options", "timeout"), f"timeout {timeout} is over {SYNC_WAIT_SECONDS} s: run-sync answers 408 "
-             f"after {SYNC_WAIT_SECONDS} s while the run goes on (and is billed), and `follow: false` fails the job then",
-             warning=True)
-    if ("task" in resolved) == ("actor" in resolved):
-        fail(where, "give exactly one of task (a saved task) and actor (an Actor, run with this input)"
-             if "task" in resolved else "missing required key 'task' (or 'actor', to run an Actor directly)")
-    retry_on = (resolved.get("retry") or {}).get("on")
-    if isinstance(retry_on, list) and "connection" not in retry_on:
-        origin = where if "on" in (own.get("retry") or {}) else ("defaults",)
-        fail(origin + ("retry", "on"), "retry.on leaves out connection: dropped connections will not be retried "
-             "(nor their runs looked for); add it unless that is what you mean", warning=True)
+    draft = _Draft(where, own, resolved, deep_merge(shared.get("input", {}), {**file_input, **own.get("input", {})}))
+    for rule in RULES:
+        for path, message, warning in rule(draft):
+            fail(path, message, warning)
     expect = _expectations(doc, resolved, own, where, fail)
-    size = _json_size(job_input)
-    if size is None:
-        fail(where + ("input",), "input cannot be serialised as JSON")
-    elif size > INPUT_LIMIT_BYTES:
-        fail(where + ("input",), f"input is {size:,} bytes as JSON, over the API's 9 MiB request limit")
-    if any(not p.warning for p in problems[before:]):
+    if _errors_since(problems, before):
         return None
+    follow = resolved.get("follow", {})
     return Job(
         name=name,
         file=doc.file,
         task=_normalise_task(resolved.get("task") or resolved.get("actor") or ""),
         actor="actor" in resolved,
-        input=job_input,
-        options=options,
+        input=draft.input,
+        options=draft.options,
         dataset=resolved.get("dataset"),
-        output=output,
+        output=own.get("output"),
         needs=[],
         retry=RetryPolicy.from_dict(resolved.get("retry", {})),
         http=HttpTimeouts.from_dict(resolved.get("http", {})),
@@ -365,6 +339,93 @@ def _resolve_job(
         expect=expect,
         fan_out=dict(raw["matrix"]) if matrix is None else None,
     )
+
+
+def _errors_since(problems: list[Problem], before: int) -> bool:
+    return any(not p.warning for p in problems[before:])
+
+
+# --- the rules of one job: each returns its findings (where, message, whether only a warning) -------------------
+
+Finding = tuple[Path, str, bool]
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A job substituted and merged with the defaults, before it becomes a Job."""
+
+    where: Path
+    own: dict[str, Any]  # the job's own keys (where a finding points when the job set it)
+    resolved: dict[str, Any]  # with the defaults
+    input: dict[str, Any]  # with the defaults' input and the inputFile
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.resolved.get("options", {}))
+
+    def origin(self, *keys: str) -> Path:
+        """The job's path when the job itself set ``keys``, else the defaults' path."""
+        value: Any = self.own
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return self.where if value is not None else ("defaults",)
+
+
+def _credential_warnings(doc: Document, raw: dict[str, Any], defaults: dict[str, Any], where: Path) -> list[Problem]:
+    return [doc.problem(path, f"${{{{ env.{variable} }}}} where credentials go is shown by `plan` and kept in the "
+                              f"report; write ${{{{ secrets.{variable} }}}} to have it masked", warning=True)
+            for path, variable in [*expressions.credentials_from_env(raw, where),
+                                   *expressions.credentials_from_env(defaults, ("defaults",))]]
+
+
+def _output_stays_inside(job: _Draft) -> Iterator[Finding]:
+    output = job.own.get("output")
+    if isinstance(output, str) and "${{" not in output and not stays_inside(output):
+        yield job.where + ("output",), f"output '{output}' leaves the output folder; give a path inside it", False
+
+
+def _record_key_without_dataset(job: _Draft) -> Iterator[Finding]:
+    # Both in the job itself is the schema's finding already; here only the case where defaults bring one in.
+    both_own = "dataset" in job.own and "outputRecordKey" in job.own.get("options", {})
+    if "outputRecordKey" in job.options and "dataset" in job.resolved and not both_own:
+        yield job.where, "outputRecordKey (from defaults) cannot be used together with dataset", False
+
+
+def _timeout_within_run_sync(job: _Draft) -> Iterator[Finding]:
+    timeout = job.options.get("timeout")
+    if job.resolved.get("follow", {}) is False and isinstance(timeout, (int, float)) and timeout > SYNC_WAIT_SECONDS:
+        yield (job.origin("options", "timeout") + ("options", "timeout"),
+               f"timeout {timeout} is over {SYNC_WAIT_SECONDS} s: run-sync answers 408 after {SYNC_WAIT_SECONDS} s "
+               "while the run goes on (and is billed), and `follow: false` fails the job then", True)
+
+
+def _task_or_actor(job: _Draft) -> Iterator[Finding]:
+    if ("task" in job.resolved) == ("actor" in job.resolved):
+        yield job.where, ("give exactly one of task (a saved task) and actor (an Actor, run with this input)"
+                          if "task" in job.resolved
+                          else "missing required key 'task' (or 'actor', to run an Actor directly)"), False
+
+
+def _retry_keeps_connection(job: _Draft) -> Iterator[Finding]:
+    retry_on = (job.resolved.get("retry") or {}).get("on")
+    if isinstance(retry_on, list) and "connection" not in retry_on:
+        yield (job.origin("retry", "on") + ("retry", "on"), "retry.on leaves out connection: dropped connections "
+               "will not be retried (nor their runs looked for); add it unless that is what you mean", True)
+
+
+def _input_fits(job: _Draft) -> Iterator[Finding]:
+    size = _json_size(job.input)
+    if size is None:
+        yield job.where + ("input",), "input cannot be serialised as JSON", False
+    elif size > INPUT_LIMIT_BYTES:
+        yield job.where + ("input",), f"input is {size:,} bytes as JSON, over the API's 9 MiB request limit", False
+
+
+# In the order their findings are reported. A new rule of one job: a function here, and its place in RULES.
+RULES: tuple[Callable[[_Draft], Iterator[Finding]], ...] = (
+    _output_stays_inside, _record_key_without_dataset, _timeout_within_run_sync, _task_or_actor,
+    _retry_keeps_connection, _input_fits,
+)
 
 
 def _expectations(doc: Document, resolved: dict[str, Any], own: dict[str, Any], where: Path,
