@@ -144,10 +144,10 @@ def test_a_408_is_followed_to_the_runs_output(cli, emulator, tmp_path: Path) -> 
 
 def test_a_408_past_max_wait_fails_with_the_run_that_goes_on(cli, emulator, tmp_path: Path) -> None:
     server = emulator({"tasks": {"me~t": {"latency": 5, "syncLimit": 0.2}}})
-    started = time.monotonic()
     code, jobs, out, output = run(cli, tmp_path, "jobs:\n  - {name: a, task: me~t, follow: {maxWait: 1}}\n")
     [going] = server.state.runs
-    assert code == 1 and server.state.per_task == {"me~t": 1} and time.monotonic() - started < 4.5
+    assert code == 1 and server.state.per_task == {"me~t": 1}
+    assert not going.finished.is_set()  # the job gave up while its run went on (it ends 5 s after it started)
     error = jobs["a"]["error"]
     assert error["type"] == "follow-timeout" and error["runId"] == going.id and "goes on" in error["message"]
     assert going.id in output and not (out / "a.json").exists() and leftovers(tmp_path) == []

@@ -113,16 +113,14 @@ def test_a_refused_job_stops_every_file(tmp_path: Path) -> None:
 
 
 def test_interrupt_cancels_running_and_waiting_jobs(tmp_path: Path) -> None:
-    runner = FakeRunner(5.0)
+    runner = FakeRunner(600.0)  # ended only by the interrupt: a job that ran its course would succeed
     plan_files = files(tmp_path, ([{"name": f"a{i}"} for i in range(4)], 2, False))
     plan = select(plan_files, [], None, None, False)
     context = RunContext(ApiClient(None, base_url="http://127.0.0.1:9"), LocalFolder(str(tmp_path / "out")))
     executor = Executor(plan, context, Progress(4, stream=io.StringIO()), run=runner)
     threading.Timer(0.2, executor.interrupt).start()
-    started = time.monotonic()
     results = executor.run()
-    assert time.monotonic() - started < 2.5
-    assert [r.status for r in results] == [Status.CANCELLED] * 4
+    assert [r.status for r in results] == [Status.CANCELLED] * 4 and runner.started == ["a0", "a1"]
     assert [r.attempts for r in results] == [1, 1, 0, 0]  # the running two were sent; the others never
 
 

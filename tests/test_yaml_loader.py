@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 
 import pytest
@@ -71,13 +70,11 @@ def test_billion_laughs_is_refused_at_once_without_memory() -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i-1}'] * 10)}]" for i in range(1, 10)]
     tracemalloc.start()
-    started = time.perf_counter()
     message = error("\n".join(lines))
-    elapsed = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert "aliases expand to more than" in message
-    assert peak < 5_000_000 and elapsed < 2
+    assert peak < 5_000_000  # refused from the count of alias expansions, not after building them
 
 
 def test_recursive_alias_is_refused() -> None:
