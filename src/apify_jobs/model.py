@@ -52,6 +52,9 @@ class Expectations:
     content_type: str | None = None
     schema: Any = None  # a JSON Schema (dict or bool), from `schema` or `schemaFile`
     schema_source: str | None = None  # "inline", or the schema file's path
+    # `expect:` as written (with the defaults'): a newly registered check reads its own key here, so that
+    # adding one takes its check (outputs/expect.py) and its key in jobs.schema.json, nothing more
+    written: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def describe(self) -> str:
         parts = ["nonEmpty"] if self.non_empty else []

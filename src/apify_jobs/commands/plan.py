@@ -12,7 +12,7 @@ from apify_jobs.api.request import DEFAULT_BASE_URL, build_request
 from apify_jobs.cli_output import parse_vars, print_problems, print_safely
 from apify_jobs.environment import Environment
 from apify_jobs.model import Job
-from apify_jobs.outputs.destination import LocalFolder
+from apify_jobs.outputs.destination import Destination, LocalFolder
 from apify_jobs.record import JobResult, RunFacts
 from apify_jobs.running.needs import NeedsValueFailed, deferred, describe_fan_out, expand, resolved, uses_needs
 from apify_jobs.running.selection import resumed_result, still_standing
@@ -24,7 +24,7 @@ def main(args: argparse.Namespace, env: Environment) -> int:
                                        args.exclude, env.redactor)
     print_problems(warnings, env.redactor)
     base_url = env.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL
-    destination = LocalFolder(args.out_dir)
+    destination: Destination = LocalFolder(args.out_dir)
     state = _state(args.out_dir, args.state_dir, env) if args.resume else None
     # With --resume, jobs whose needs have intact outputs in the state are shown with the real values.
     standing = {job.name: resumed for job_file in job_files for job in job_file.jobs
@@ -32,7 +32,7 @@ def main(args: argparse.Namespace, env: Environment) -> int:
     planned = []
     shown_jobs: dict[str, Job] = {}
     for job_file in job_files:
-        for job in [shown for listed in job_file.jobs for shown in _as_planned(listed, standing)]:
+        for job in [shown for listed in job_file.jobs for shown in _as_planned(listed, standing, destination)]:
             request = build_request(job, base_url)
             entry: dict[str, Any] = {
                 "name": job.name,
@@ -73,15 +73,15 @@ def main(args: argparse.Namespace, env: Environment) -> int:
     return 0
 
 
-def _as_planned(job: Job, standing: dict[str, JobResult]) -> list[Job]:
+def _as_planned(job: Job, standing: dict[str, JobResult], destination: Destination) -> list[Job]:
     """The job as it would be sent: with the values of its needs where the state has their intact outputs
     (a fan-out expanded), else with those values shown as `<from …>`. No network: run IDs come from the state."""
     if job.fan_out is None and not uses_needs(job):
         return [job]
     if all(need in standing for need in job.needs):
         try:
-            jobs = expand(job, standing, _earlier, set()) if job.fan_out is not None else [job]
-            return [resolved(each, standing, _earlier) if uses_needs(each) else each for each in jobs]
+            jobs = expand(job, standing, _earlier, set(), destination) if job.fan_out is not None else [job]
+            return [resolved(each, standing, _earlier, destination) if uses_needs(each) else each for each in jobs]
         except NeedsValueFailed:
             pass
     return [deferred(job)]

@@ -456,7 +456,7 @@ def _expectations(doc: Document, resolved: dict[str, Any], own: dict[str, Any], 
         if problem:
             at("schemaFile" if schema_file else "schema", problem)
     return Expectations(bool(raw.get("nonEmpty", True)), low, high, raw.get("contentType"), schema,
-                        source if schema is not None else None)
+                        source if schema is not None else None, dict(raw))
 
 
 def _load_schema_file(folder: str, relative: str, fail: Any) -> Any:

@@ -86,6 +86,11 @@ class Destination(abc.ABC):
         """A writer for the job's answer; raises OutputFailure when the output cannot be placed."""
 
     @abc.abstractmethod
+    def read(self, key: str, limit: int) -> bytes:
+        """An output written earlier, whole (`needs` values read it); OSError when it cannot be read, ValueError
+        when it is over ``limit`` bytes."""
+
+    @abc.abstractmethod
     def sha256_of(self, key: str) -> str | None:
         """The sha256 of an output written earlier, None when it is gone (or its key leads out)."""
 
@@ -131,6 +136,17 @@ class LocalFolder(Destination):
     def open(self, job: Job, content_type: str | None, expected_size: int | None = None) -> OutputWriter:
         relative = answered_output(job, content_type)
         return _FileWriter(self, relative, self._inside(relative), content_type, expected_size)
+
+    def read(self, key: str, limit: int) -> bytes:
+        try:
+            path = self._inside(key)
+        except OutputFailure as refused:
+            raise OSError(errno.EACCES, str(refused)) from None
+        with open(path, "rb") as stream:
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"{os.path.getsize(path):,} bytes")
+        return data
 
     def sha256_of(self, key: str) -> str | None:
         try:

@@ -188,7 +188,8 @@ class Executor:
         """A fan-out's jobs take its place (and the place it had in other jobs' needs); those to run are returned."""
         template = entry.job
         try:
-            jobs = expand(template, self.context.finished, lambda result: facts_of(result, self.context), set(by_name))
+            jobs = expand(template, self.context.finished, lambda result: facts_of(result, self.context), set(by_name),
+                          self.context.destination)
         except NeedsValueFailed as failure:
             self._decide(entry, self._decided(template, Status.FAILED, failure.message, failure.error_type))
             return []

@@ -9,7 +9,6 @@ with a message naming the job, the path and what was there; it is not sent.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -18,7 +17,8 @@ from apify_jobs.failures import JobFailure
 from apify_jobs.jobfile import expressions
 from apify_jobs.jobfile.expressions import Context, ExpressionError, NeedsValues, Ref
 from apify_jobs.model import INPUT_LIMIT_BYTES, Job
-from apify_jobs.record import JobResult, RunFacts
+from apify_jobs.outputs.destination import Destination
+from apify_jobs.record import JobResult, RunFacts, WrittenOutput
 
 OUTPUT_LIMIT = 64 << 20  # an output used in an expression is parsed whole: up to this size
 
@@ -42,10 +42,10 @@ def deferred(job: Job) -> Job:
     return _substituted(job, _Shown())
 
 
-def resolved(job: Job, finished: dict[str, JobResult], facts: FactsOf) -> Job:
+def resolved(job: Job, finished: dict[str, JobResult], facts: FactsOf, destination: Destination) -> Job:
     """The job with every `needs` value substituted; raises NeedsValueFailed. ``facts(result)`` gives a
     needed job's run facts (looked up by identity when the batch has not seen them yet)."""
-    job = _substituted(job, _Runtime(job, finished, facts))
+    job = _substituted(job, _Runtime(job, finished, facts, destination))
     size = len(json.dumps(job.input, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     if size > INPUT_LIMIT_BYTES:
         raise NeedsValueFailed(f"with the values from its needs, the input is {size:,} bytes, over the API's 9 MiB "
@@ -56,7 +56,8 @@ def resolved(job: Job, finished: dict[str, JobResult], facts: FactsOf) -> Job:
 FAN_OUT_LIMIT = 1_000  # jobs one fan-out may expand to, as for a static matrix
 
 
-def expand(job: Job, finished: dict[str, JobResult], facts: FactsOf, taken: set[str]) -> list[Job]:
+def expand(job: Job, finished: dict[str, JobResult], facts: FactsOf, taken: set[str],
+           destination: Destination) -> list[Job]:
     """A fan-out job's jobs, once its needs succeeded: one per combination of the matrix's lists (a needed
     output's list among them), named as matrix jobs are. Raises NeedsValueFailed (nothing is sent) when a
     value is not a list, the count is over the limit, or a name is taken."""
@@ -66,7 +67,7 @@ def expand(job: Job, finished: dict[str, JobResult], facts: FactsOf, taken: set[
     from apify_jobs.jobfile.resolve import matrix_name
 
     assert job.fan_out is not None
-    context = Context(needs=_Runtime(job, finished, facts))
+    context = Context(needs=_Runtime(job, finished, facts, destination))
     lists: dict[str, list[Any]] = {}
     for key, values in job.fan_out.items():
         try:
@@ -123,8 +124,9 @@ class _Shown(NeedsValues):
 
 
 class _Runtime(NeedsValues):
-    def __init__(self, job: Job, finished: dict[str, JobResult], facts: FactsOf):
+    def __init__(self, job: Job, finished: dict[str, JobResult], facts: FactsOf, destination: Destination):
         self._job = job
+        self._destination = destination
         self._finished = finished
         self._facts = facts
         self._outputs: dict[str, Any] = {}
@@ -146,20 +148,22 @@ class _Runtime(NeedsValues):
     def _output(self, name: str, result: JobResult) -> Any:
         if name not in self._outputs:
             output = result.effective.output
-            if output is None or not output.path:
+            key = None if output is None else output.key if output.key is not None else \
+                self._destination.key_of(output.path)
+            if output is None or key is None:
                 raise NeedsValueFailed(f"{self._job.name}: {name} wrote no output to take values from")
-            self._outputs[name] = _parse(output.path, output.content_type, self._job.name, name)
+            self._outputs[name] = _parse(self._destination, key, output, self._job.name, name)
         return self._outputs[name]
 
 
-def _parse(path: str, content_type: str | None, job: str, name: str) -> Any:
+def _parse(destination: Destination, key: str, output: WrittenOutput, job: str, name: str) -> Any:
+    """The output, read through its destination (wherever outputs are kept) and parsed whole."""
+    path, content_type = output.path, output.content_type
     try:
-        size = os.path.getsize(path)
-        if size > OUTPUT_LIMIT:
-            raise NeedsValueFailed(f"{job}: the output of {name} is {size:,} bytes, over the {OUTPUT_LIMIT >> 20} MiB "
-                                   "an expression may read; not sent")
-        with open(path, "rb") as stream:
-            data = stream.read()
+        data = destination.read(key, OUTPUT_LIMIT)
+    except ValueError as size:
+        raise NeedsValueFailed(f"{job}: the output of {name} is {size}, over the {OUTPUT_LIMIT >> 20} MiB an "
+                               "expression may read; not sent") from None
     except OSError as error:
         raise NeedsValueFailed(f"{job}: the output of {name} cannot be read ({error.strerror}); not sent") from None
     jsonl = path.endswith(".jsonl") or "jsonl" in (content_type or "") or "ndjson" in (content_type or "")

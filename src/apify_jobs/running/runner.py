@@ -75,7 +75,7 @@ def decided(job: Job, base_url: str, status: Status, message: str, error_type: s
 def run_job(job: Job, context: RunContext) -> JobResult:
     if uses_needs(job):
         try:
-            job = resolved(job, context.finished, lambda result: facts_of(result, context))
+            job = resolved(job, context.finished, lambda result: facts_of(result, context), context.destination)
         except NeedsValueFailed as failure:
             return decided(job, context.base_url, Status.FAILED, failure.message, failure.error_type)
         earlier = context.resume_check(job) if context.resume_check else None
