@@ -21,7 +21,8 @@ def test_nothing_is_visible_until_commit_and_commit_reports_the_digest(tmp_path:
         assert not (tmp_path / "out" / "a.csv").exists() and len(leftovers(tmp_path)) == 1
         written = writer.commit()
     assert written.path == str(tmp_path / "out" / "a.csv") and written.bytes == 8
-    assert folder.sha256_of(written.path) == written.sha256 and leftovers(tmp_path) == []
+    assert written.key == "a.csv" and folder.sha256_of(written.key) == written.sha256 and leftovers(tmp_path) == []
+    assert folder.sha256_of("../out/a.csv") is None  # a key never leads out of the folder
 
 
 def test_abort_keeps_the_older_output_and_leaves_no_temporary_file(tmp_path: Path) -> None:

@@ -70,9 +70,10 @@ def test_the_round_trip_covers_every_field() -> None:
 def test_a_resumed_result_says_its_earlier_record_marked_resumed() -> None:
     earlier = JobResult("a", "me~t", "jobs.yaml", "run-sync", {}, "x", Status.SUCCEEDED, 1,
                         output=WrittenOutput("out/a.json", 3, "abc", "application/json"), run=RunFacts("RUNabc123"))
+    marked = dataclasses.replace(earlier, resumed=True)
     now = JobResult("a", "me~t", "jobs.yaml", "run-sync", {}, "x", Status.SUCCEEDED, resumed=True,
-                    previous_json=to_json(earlier))
-    assert now.effective == dataclasses.replace(earlier, resumed=True)
+                    previous_json=to_json(marked))
+    assert now.effective == marked and now.previous == marked
     assert now.to_dict() == {**earlier.to_dict(), "resumed": True}
 
 

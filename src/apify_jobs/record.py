@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 RECORD_VERSION = 1
@@ -189,7 +189,8 @@ class JobResult:
     other_runs: list[RunFacts] = field(default_factory=list)  # runs earlier attempts started (paid for too)
     facts_note: str | None = None  # why no run facts are shown
     actor: bool = False
-    # The earlier record this job was resumed from, as stored (JSON): 20,000 of them decoded are ~60 MB.
+    # A resumed job: the earlier record it stands on (marked resumed, its output where it is now), as JSON:
+    # 20,000 of them decoded are ~60 MB. ``output`` and ``finished_at`` are that record's, for the state.
     previous_json: str | None = None
 
     @property
@@ -201,7 +202,7 @@ class JobResult:
     def effective(self) -> JobResult:
         """What this result says: a resumed job's earlier record (marked resumed), else itself."""
         earlier = self.previous
-        return self if earlier is None else replace(earlier, resumed=True)
+        return self if earlier is None else earlier
 
     @property
     def runs(self) -> list[RunFacts]:
@@ -265,6 +266,19 @@ class JobResult:
             run=RunFacts.from_dict(raw) if raw.get("runId") else None,
             other_runs=[RunFacts.from_dict(run) for run in raw.get("otherRuns") or []],
             facts_note=raw.get("runFactsNote"), actor=actor)
+
+
+def resumed_from(text: str, shown: str, key: str) -> tuple[str, WrittenOutput]:
+    """A stored record of a success, marked resumed, its output where it is now (``shown``, ``key``): as JSON,
+    with its output. Works on the dict form, not the record: a --resume of 20,000 jobs does this 20,000 times."""
+    try:
+        entry = json.loads(text)
+        output = {**entry["output"], "path": shown, "key": key}
+        written = WrittenOutput.from_dict(output)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RecordError(f"a stored record is damaged ({type(exc).__name__}: {str(exc)[:80]})") from None
+    entry.update(output=output, resumed=True)
+    return json.dumps(entry, ensure_ascii=False), written
 
 
 def to_json(result: JobResult) -> str:

@@ -149,10 +149,9 @@ class LocalFolder(Destination):
         return data
 
     def sha256_of(self, key: str) -> str | None:
-        try:
-            return sha256_of(self._inside(key))
-        except OutputFailure:
-            return None
+        # A lexical check, not _inside's realpath (0.8 s for the 20,000 outputs of a --resume): reading a sha256
+        # writes nothing, and a key that climbs out is refused.
+        return sha256_of(os.path.join(self.out_dir, key)) if stays_inside(key) else None
 
     def sync(self) -> None:
         """Each output folder is fsynced once, before the report is written (not once per file: with 50 jobs

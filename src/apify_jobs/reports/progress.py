@@ -71,10 +71,10 @@ def summary(results: list[JobResult], redact: Redactor) -> str:
     """The table printed at the end: name, status, attempts, duration, output or error."""
     rows = [("JOB", "STATUS", "TRIES", "TIME", "OUTPUT / ERROR")]
     for r in results:
-        if r.succeeded and r.output:
+        if r.resumed:  # its output is the earlier run's
+            detail = f"{r.output.path if r.output else ''} (resumed)"
+        elif r.succeeded and r.output:
             detail = r.output.path
-        elif (earlier := r.previous) is not None:  # resumed: its output is the earlier run's
-            detail = f"{earlier.output.path if earlier.output else ''} (resumed)"
         elif r.error is not None:
             detail = f"{r.error.type}: {r.error.message}".strip(": ") or (r.note or "")
             if r.error.run_id and r.error.run_id not in detail:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from apify_jobs import __version__
 from apify_jobs.model import now
-from apify_jobs.record import GoingRun, JobResult, Status
+from apify_jobs.record import GoingRun, JobResult, Status, to_json
 from apify_jobs.redaction import Redactor
 
 REPORT_SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "report.schema.json")
@@ -114,8 +114,9 @@ def json_text(of: ReportOf) -> Iterator[str]:
     head = json.dumps(_head(of), indent=2, ensure_ascii=False)
     yield redact(head.removesuffix("\n}") + ',\n  "jobs": [')
     separator = "\n    "
-    for record in of.entries:
-        yield redact(separator + json.dumps(record.to_dict(), ensure_ascii=False))
+    stored = getattr(of.entries, "as_json", None)  # the state's records are JSON already
+    for text in stored() if stored is not None else (to_json(record) for record in of.entries):
+        yield redact(separator + text)
         separator = ",\n    "
     yield ("]" if separator == "\n    " else "\n  ]") + "\n}\n"
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from apify_jobs.api.request import build_request
 from apify_jobs.errors import UsageError
 from apify_jobs.model import Job, JobFile
 from apify_jobs.outputs.destination import Destination
-from apify_jobs.record import JobResult, Status, to_json
+from apify_jobs.record import JobResult, RecordError, Status, resumed_from
 from apify_jobs.running.needs import uses_needs
 from apify_jobs.running.runner import new_result
-from apify_jobs.running.state import Earlier, State, request_key
+from apify_jobs.running.state import Earlier, State, StateError, request_key
 
 
 @dataclass
@@ -112,8 +112,15 @@ def resumed_result(job: Job, state: State, destination: Destination, base_url: s
     standing = _standing(result, state, destination)
     if standing is None:
         return None
-    earlier, text = standing
-    result.status, result.resumed, result.previous_json = Status.SUCCEEDED, True, text
+    earlier, key = standing
+    try:
+        text, output = resumed_from(earlier.text, destination.shown(key), key)
+    except RecordError as damaged:
+        raise StateError(f"the state {state.path} holds {damaged}") from None
+    # What the state and the summary need of it, and its record as JSON (20,000 decoded records are ~60 MB).
+    result.status, result.resumed, result.output, result.finished_at = Status.SUCCEEDED, True, output, \
+        earlier.finished_at
+    result.previous_json = text
     return result
 
 
@@ -124,17 +131,12 @@ def still_standing(job: Job, state: State, destination: Destination, base_url: s
 
 
 def _standing(result: JobResult, state: State, destination: Destination) -> tuple[Earlier, str] | None:
-    """The earlier success and its record as it stands now: its output found by its key in this destination
-    (whatever folder the tool runs from, however the folder is spelled), shown where it is now."""
+    """The earlier success and its output's key, if the output is intact: found by its key in this
+    destination, whatever folder the tool runs from and however the folder is spelled."""
     earlier = state.latest_success(result.name, request_key(result))
-    record = earlier.record if earlier else None
-    output = record.output if record else None
-    if earlier is None or record is None or output is None:
+    if earlier is None or earlier.output_path is None:
         return None
-    key = output.key if output.key is not None else destination.key_of(output.path)
-    if key is None or destination.sha256_of(key) != output.sha256:
+    key = earlier.output_key if earlier.output_key is not None else destination.key_of(earlier.output_path)
+    if key is None or destination.sha256_of(key) != earlier.output_sha256:
         return None
-    shown = destination.shown(key)
-    if shown == output.path and output.key is not None:
-        return earlier, earlier.text
-    return earlier, to_json(replace(record, output=replace(output, path=shown, key=key)))
+    return earlier, key

@@ -37,7 +37,7 @@ from apify_jobs.record import RECORD_VERSION, JobResult, RecordError, from_json,
 from apify_jobs.redaction import Redactor
 
 STATE_FILE = "state.sqlite3"
-SCHEMA_VERSION = 2  # 2: results.record_version
+SCHEMA_VERSION = 2  # 2: results.record_version and results.output_key
 BUSY_TIMEOUT_MS = 30_000
 FOREIGN_LEASE_SECONDS = 24 * 3600  # a lease held from another machine is trusted this long
 
@@ -89,7 +89,8 @@ CREATE TABLE IF NOT EXISTS results (
     output_sha256 TEXT,
     finished_at TEXT,
     entry TEXT NOT NULL,
-    record_version INTEGER NOT NULL DEFAULT 1
+    record_version INTEGER NOT NULL DEFAULT 1,
+    output_key TEXT
 );
 CREATE INDEX IF NOT EXISTS results_by_job ON results(job, request_key, status, id);
 CREATE INDEX IF NOT EXISTS results_by_invocation ON results(invocation, job);
@@ -119,14 +120,14 @@ class Invocation:
 
 @dataclass(frozen=True)
 class Earlier:
-    """An earlier succeeded result of a job, for `--resume`."""
+    """An earlier succeeded result of a job, for `--resume`: its record as stored, and the columns that say
+    where its output is (read without decoding the record: 20,000 of them are a --resume)."""
 
-    text: str  # the record, as stored
+    text: str
     finished_at: str | None
-
-    @property
-    def record(self) -> JobResult:
-        return from_json(self.text)
+    output_path: str | None
+    output_sha256: str | None
+    output_key: str | None  # None: a record from before keys (its path then says where)
 
 
 def _process_start(pid: int) -> str | None:
@@ -208,6 +209,7 @@ class State:
                         db.execute(statement)
             elif version == 1:  # before records carried their version: every one of them is version 1
                 db.execute("ALTER TABLE results ADD COLUMN record_version INTEGER NOT NULL DEFAULT 1")
+                db.execute("ALTER TABLE results ADD COLUMN output_key TEXT")
             if version < SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("SELECT count(*) FROM results").fetchone()
@@ -353,11 +355,14 @@ class State:
                 pending.done.set()
 
     def _row(self, seq: int, result: JobResult) -> tuple[Any, ...]:
-        said = result.effective
-        return (self.invocation, seq, result.name, request_key(result), said.status.value,
-                said.error.type if said.error else None, int(said.resumed),
-                said.output.path if said.output else None, said.output.sha256 if said.output else None,
-                said.finished_at, self._redact(to_json(said)), RECORD_VERSION)
+        if result.previous_json is not None:  # resumed: its earlier record, already marked resumed (no decoding)
+            output, text = result.output, result.previous_json
+        else:
+            output, text = result.output, to_json(result)
+        return (self.invocation, seq, result.name, request_key(result), result.status.value,
+                result.error.type if result.error else None, int(result.resumed),
+                output.path if output else None, output.sha256 if output else None, result.finished_at,
+                self._redact(text), RECORD_VERSION, output.key if output else None)
 
     def _commit(self, rows: list[tuple[Any, ...]]) -> None:
         with self._lock:
@@ -365,8 +370,8 @@ class State:
                 with self._transaction():
                     self._db.executemany(
                         "INSERT INTO results (invocation, seq, job, request_key, status, error_type, resumed, "
-                        "output_path, output_sha256, finished_at, entry, record_version) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                        "output_path, output_sha256, finished_at, entry, record_version, output_key) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
                     self._db.executemany("DELETE FROM leases WHERE job = ? AND pid = ? AND host = ?",
                                          [(row[2], self._pid, self._host) for row in rows])
             except sqlite3.DatabaseError as exc:
@@ -389,15 +394,17 @@ class State:
         last good output stays, but the job is not done: it runs again)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT entry, finished_at, id, record_version FROM results WHERE job = ? AND request_key = ? "
-                "AND status = 'succeeded' ORDER BY id DESC LIMIT 1", (job, key)).fetchone()
+                "SELECT entry, finished_at, id, record_version, output_path, output_sha256, output_key FROM results "
+                "WHERE job = ? AND request_key = ? AND status = 'succeeded' ORDER BY id DESC LIMIT 1",
+                (job, key)).fetchone()
             rejected = row is not None and self._db.execute(
                 "SELECT 1 FROM results WHERE job = ? AND request_key = ? AND error_type = 'expectation-failed' "
                 "AND id > ? LIMIT 1", (job, key, row[2])).fetchone() is not None
         if row is None or rejected:
             return None
-        self._readable(row[3], row[0])
-        return Earlier(row[0], row[1])
+        if row[3] > RECORD_VERSION:
+            self._readable(row[3], row[0])  # refused: written by a newer apify-jobs
+        return Earlier(row[0], row[1], row[4], row[5], row[6])
 
     def everything(self) -> tuple[list[Invocation], list[StoredResult]]:
         """Every run and every result, oldest first (what `report --merge` copies)."""
@@ -428,12 +435,13 @@ class State:
                     number = int(cursor.lastrowid or 0)
                     self._db.executemany(
                         "INSERT INTO results (invocation, seq, job, request_key, status, error_type, resumed, "
-                        "output_path, output_sha256, finished_at, entry, record_version) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "output_path, output_sha256, finished_at, entry, record_version, output_key) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [(number, r.seq, r.job, r.request_key, r.status, r.error_type, int(r.resumed),
                           r.record.output.path if r.record.output else None,
                           r.record.output.sha256 if r.record.output else None,
-                          r.record.finished_at, to_json(r.record), RECORD_VERSION) for r in results])
+                          r.record.finished_at, to_json(r.record), RECORD_VERSION,
+                          r.record.output.key if r.record.output else None) for r in results])
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
         return number
@@ -453,12 +461,12 @@ class State:
                                                       (invocation.id,))]
         return invocation, StoredEntries(self, ids)
 
-    def _records_by_id(self, ids: list[int]) -> dict[int, JobResult]:
+    def _texts_by_id(self, ids: list[int]) -> dict[int, tuple[str, int]]:
         with self._lock:
             marks = ",".join("?" * len(ids))
             rows = self._db.execute(f"SELECT id, entry, record_version FROM results WHERE id IN ({marks})",
                                     ids).fetchall()
-        return {number: self._readable(version, text) for number, text, version in rows}
+        return {number: (text, version) for number, text, version in rows}
 
 
 class StoredEntries:
@@ -474,11 +482,23 @@ class StoredEntries:
         return len(self._ids)
 
     def __iter__(self) -> Iterator[JobResult]:
+        for text, version in self._texts():
+            yield self._state._readable(version, text)
+
+    def as_json(self) -> Iterator[str]:
+        """Each record in its dict form as JSON, as stored (masked when it was written): what report.json
+        holds of it, without decoding it (a record round-trips: tests/test_record.py)."""
+        for text, version in self._texts():
+            if version > RECORD_VERSION:
+                self._state._readable(version, text)  # refused: written by a newer apify-jobs
+            yield text
+
+    def _texts(self) -> Iterator[tuple[str, int]]:
         for start in range(0, len(self._ids), self.BATCH):
             batch = self._ids[start:start + self.BATCH]
-            records = self._state._records_by_id(batch)
+            texts = self._state._texts_by_id(batch)
             for number in batch:
-                yield records[number]
+                yield texts[number]
 
 
 class _Pending:
