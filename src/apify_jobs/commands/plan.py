@@ -12,7 +12,7 @@ from apify_jobs.api.request import DEFAULT_BASE_URL, build_request
 from apify_jobs.cli_output import parse_vars, print_problems, print_safely
 from apify_jobs.environment import Environment
 from apify_jobs.model import Job
-from apify_jobs.outputs.destination import Destination, LocalFolder
+from apify_jobs.outputs.destination import Destination, destination_for
 from apify_jobs.record import JobResult, RunFacts
 from apify_jobs.running.needs import NeedsValueFailed, deferred, describe_fan_out, expand, resolved, uses_needs
 from apify_jobs.running.selection import resumed_result, still_standing
@@ -24,7 +24,7 @@ def main(args: argparse.Namespace, env: Environment) -> int:
                                        args.exclude, env.redactor)
     print_problems(warnings, env.redactor)
     base_url = env.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL
-    destination: Destination = LocalFolder(args.out_dir)
+    destination = destination_for(args.out_dir)
     state = _state(args.out_dir, args.state_dir, env) if args.resume else None
     # With --resume, jobs whose needs have intact outputs in the state are shown with the real values.
     standing = {job.name: resumed for job_file in job_files for job in job_file.jobs

@@ -17,7 +17,7 @@ from apify_jobs.environment import Environment
 from apify_jobs.errors import ExitStatus, UsageError
 from apify_jobs.failures import OutputFailure
 from apify_jobs.model import JobFile
-from apify_jobs.outputs.destination import Destination, LocalFolder
+from apify_jobs.outputs.destination import destination_for
 from apify_jobs.outputs.paths import DEFAULT_REPORT
 from apify_jobs.record import JobResult
 from apify_jobs.redaction import Redactor
@@ -39,7 +39,7 @@ def main(args: argparse.Namespace, env: Environment) -> int:
     if not args.quiet:
         print_problems(warnings, env.redactor)
     plan = select(job_files, args.only, shard, args.concurrency, args.fail_fast)
-    destination: Destination = LocalFolder(args.out_dir)
+    destination = destination_for(args.out_dir)
     reports = writers.chosen(args, os.path.join(args.out_dir, DEFAULT_REPORT))
     refuse_collisions(plan, destination, {flag: path for flag, (_, path) in reports.items()},
                       state_folder(args.out_dir, args.state_dir))

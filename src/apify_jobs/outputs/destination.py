@@ -111,6 +111,12 @@ class Destination(abc.ABC):
         """Remove what killed runs left half-written; returns (how many, bytes freed)."""
 
 
+def destination_for(out_dir: str) -> Destination:
+    """The destination --out-dir names: `plan` and `run` both ask here. Another kind (object storage, by a
+    URL's scheme, say) is chosen here, and nothing else needs to know."""
+    return LocalFolder(out_dir)
+
+
 # --- a local folder -----------------------------------------------------------------------------
 
 class LocalFolder(Destination):
