@@ -35,7 +35,7 @@ def write(tmp_path: Path):
 # Recovery looks again over seconds before it concludes that a dropped attempt started no run (run look-ups are
 # eventually consistent); in-process tests get a shorter window. test_e2e_identity.py checks the real one against
 # an emulator that shows new runs late.
-QUICK = Settings(look_again=(0.05, 0.1), look_again_after=0.1,
+QUICK = Settings(settle=0.2, look_again=(0.05, 0.1), look_again_after=0.1,
                  lookup_policy=dataclasses.replace(Settings().lookup_policy, initial=0.01, max_wait=0.05))
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from apify_jobs.settings import Settings
 from tests.helpers import job_file, jobs_by_name, leftovers, read_report
 
 FAST = "backoff: {initial: 0, max: 0}"
@@ -60,28 +63,22 @@ def test_no_run_found_means_it_never_started_so_it_is_sent_again(cli, emulator, 
 NO_AGENT = {"recordUserAgent": False}  # a platform that does not record user agents: recovery matches inputs
 
 
-def test_several_candidates_are_not_guessed(cli, emulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize("retry", [FAST, "attempts: 1"])
+def test_several_candidates_are_not_guessed_and_never_sent_again(cli, emulator, tmp_path: Path, retry: str) -> None:
+    """Two runs of the window carry no identity and both have the request's input: one of them is the dropped
+    attempt's, nobody can tell which, so the job fails naming both, and nothing is sent again (a retry
+    would pay for a second run of the same input)."""
     server = emulator({"tasks": {"me~t": [{}, {"drop": "after-start"}, {}]}, "platform": NO_AGENT})
     code, jobs, _, _ = run(cli, tmp_path, f"""
         jobs:
           - {{name: first, task: me~t}}
-          - {{name: second, task: me~t, needs: [first], retry: {{{FAST}}}}}
-        """)
-    assert code == 0 and server.state.per_task == {"me~t": 3}
-    look = jobs["second"]["recovery"]["looks"][0]
-    assert look["found"] == "several" and len(look["runIds"]) == 2 and "not guessing" in look["note"]
-    assert jobs["second"]["recovery"]["adopted"] is False and jobs["second"]["attempts"] == 2
-
-
-def test_several_candidates_with_no_attempt_left_fail_without_sending(cli, emulator, tmp_path: Path) -> None:
-    server = emulator({"tasks": {"me~t": [{}, {"drop": "after-start"}, {}]}, "platform": NO_AGENT})
-    code, jobs, _, _ = run(cli, tmp_path, """
-        jobs:
-          - {name: first, task: me~t}
-          - {name: second, task: me~t, needs: [first], retry: {attempts: 1}}
+          - {{name: second, task: me~t, needs: [first], retry: {{{retry}}}}}
         """)
     assert code == 1 and server.state.per_task == {"me~t": 2}
-    assert jobs["second"]["error"]["type"] == "connection-dropped"
+    look = jobs["second"]["recovery"]["looks"][0]
+    assert look["found"] == "several" and len(look["runIds"]) == 2 and "not guessing" in look["note"]
+    error = jobs["second"]["error"]
+    assert error["type"] == "recovery-failed" and all(run_id in error["message"] for run_id in look["runIds"])
 
 
 def test_parallel_jobs_on_one_task_each_adopt_their_own_run(cli, emulator, tmp_path: Path) -> None:
@@ -116,3 +113,53 @@ def test_a_run_started_with_other_options_is_not_adopted(cli, emulator, tmp_path
     assert code == 0 and server.state.per_task == {"me~t": 2}
     assert jobs["big"]["recovery"]["adopted"] is True and jobs["big"]["recovery"]["looks"][0]["runIds"] == [
         server.state.runs[1].id]
+
+
+# --- recovery never guesses "no run" ---------------------------------------------------------------
+
+SHORTENED = {"shortenUserAgent": True}  # a proxy keeps only `apify-jobs/<version>`: no attempt ID reaches the run
+
+
+def test_a_shortened_user_agent_is_matched_by_input_and_adopted(cli, emulator, tmp_path: Path) -> None:
+    server = emulator({"tasks": {"me~t": [{"drop": "after-start", "latency": 0.1}, {}]}, "platform": SHORTENED,
+                       "inputs": {"me~t": {"saved": 1}}})
+    code, jobs, out, _ = run(cli, tmp_path, f"jobs:\n  - {{name: a, task: me~t, input: {{q: 1}}, retry: {{{FAST}}}}}\n")
+    [started] = server.state.runs
+    assert started.user_agent is not None and "(+" not in started.user_agent
+    assert code == 0 and server.state.per_task == {"me~t": 1}
+    assert jobs["a"]["recovery"]["adopted"] is True and jobs["a"]["recovery"]["looks"][0]["method"] == "input"
+    assert json.loads((out / "a.json").read_text())["input"] == {"q": 1}  # its INPUT was {"saved": 1, "q": 1}
+
+
+@pytest.mark.parametrize("platform", [SHORTENED, NO_AGENT])
+def test_when_the_input_cannot_be_compared_the_job_fails_and_is_never_sent_again(cli, emulator, tmp_path: Path,
+                                                                               platform: dict) -> None:
+    server = emulator({"tasks": {"me~t": [{"drop": "after-start", "latency": 0.1}, {}]},
+                       "platform": {**platform, "savedInput": False}})
+    code, jobs, _, _ = run(cli, tmp_path, f"jobs:\n  - {{name: a, task: me~t, input: {{q: 1}}, retry: {{{FAST}}}}}\n")
+    [started] = server.state.runs
+    error = jobs["a"]["error"]
+    assert code == 1 and server.state.per_task == {"me~t": 1}  # one run, paid once
+    assert error["type"] == "recovery-failed" and started.id in error["message"] and "saved input" in error["message"]
+
+
+def test_a_drop_before_the_run_started_is_proven_and_sent_again(cli, emulator, tmp_path: Path) -> None:
+    """No run in the window could be the attempt's (the only other one has another input): proven, so the retry
+    is safe, and it is the only second POST."""
+    server = emulator({"tasks": {"me~t": [{}, {"drop": "before-response"}, {}]}, "platform": SHORTENED})
+    code, jobs, _, _ = run(cli, tmp_path, f"""
+        jobs:
+          - {{name: other, task: me~t, input: {{q: 0}}}}
+          - {{name: a, task: me~t, input: {{q: 1}}, needs: [other], retry: {{{FAST}}}}}
+        """)
+    assert code == 0 and server.state.per_task == {"me~t": 3} and len(server.state.runs) == 2
+    assert jobs["a"]["recovery"]["looks"][0]["found"] == "none" and jobs["a"]["attempts"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("settings", [Settings()])  # the real pacing: "none" only from a listing 30 s on
+def test_a_listing_that_lags_ten_seconds_still_finds_the_run(cli, emulator, tmp_path: Path) -> None:
+    server = emulator({"tasks": {"me~t": [{"drop": "after-start", "latency": 0.1}, {}]},
+                       "platform": {"listingDelay": 10}})
+    code, jobs, _, _ = run(cli, tmp_path, f"jobs:\n  - {{name: a, task: me~t, retry: {{{FAST}}}}}\n", "--no-run-facts")
+    assert code == 0 and server.state.per_task == {"me~t": 1} and jobs["a"]["recovery"]["adopted"] is True

@@ -85,6 +85,7 @@ FACTS = {
     "NotConnected": ("connection-failed", "connection", False, False),
     "SetupFailed": ("connection-setup-failed", None, True, False),
     "InvalidAnswer": ("invalid-answer", None, False, None),
+    "AnswerTooLarge": ("invalid-answer", None, False, None),
     "Redirected": ("redirected", None, False, None),
     "RunFailed": ("run-failed", None, False, True),
     "RunTimeoutExceeded": ("run-timeout-exceeded", None, False, True),

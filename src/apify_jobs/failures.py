@@ -71,6 +71,11 @@ class InvalidAnswer(JobFailure):
     error_type = "invalid-answer"
 
 
+class AnswerTooLarge(InvalidAnswer):
+    """An answer larger than what was asked for could be: not parsed (a run's INPUT larger than any request
+    could have sent is not that request's run)."""
+
+
 class Redirected(JobFailure):
     """A 3xx: never followed (a POST turned GET, or the input and token sent to another host); never re-sent."""
 

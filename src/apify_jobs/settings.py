@@ -16,8 +16,11 @@ def _lookup_policy() -> RetryPolicy:
 
 @dataclass(frozen=True)
 class Settings:
-    # Run look-ups are eventually consistent: look again after these pauses before saying "no run".
-    look_again: tuple[float, ...] = (1.0, 2.0, 4.0)
+    # Run look-ups are eventually consistent: "no run was started" is concluded only from a listing asked for
+    # at least this long after the attempt was sent; until then, look again after these pauses (the last
+    # repeats).
+    settle: float = 30.0
+    look_again: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
     # A run that certainly started but is not listed yet (run facts): one more look, after this long.
     look_again_after: float = 2.0
     lookup_policy: RetryPolicy = field(default_factory=_lookup_policy)

@@ -28,7 +28,7 @@ from apify_jobs.api.failures import ERROR_BODY_LIMIT, classify, drop_reason, tra
 from apify_jobs.api.identity import user_agent
 from apify_jobs.api.request import DEFAULT_BASE_URL, RunRequest, target_path
 from apify_jobs.errors import UsageError
-from apify_jobs.failures import ConnectionDropped, InvalidAnswer, JobFailure
+from apify_jobs.failures import AnswerTooLarge, ConnectionDropped, InvalidAnswer, JobFailure
 from apify_jobs.model import HttpTimeouts
 
 # At most this much per read (decoded): 4 MiB reads allocated and faulted in a fresh 4 MiB buffer each time:
@@ -162,7 +162,7 @@ class Answer:
         """The body parsed as JSON; a body that is not JSON (or larger than ``limit``) is a JobFailure."""
         body = self.read(limit + 1)
         if len(body) > limit:
-            raise JobFailure(f"the answer is larger than {limit} bytes; not parsed", self.status, "invalid-answer")
+            raise AnswerTooLarge(f"the answer is larger than {limit} bytes; not parsed", self.status)
         try:
             return json.loads(body)
         except ValueError:

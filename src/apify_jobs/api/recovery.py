@@ -2,10 +2,14 @@
 for a second run) and after a 408 (follow it past run-sync's 300 s).
 
 Finding is by the attempt's identity (identity.py): the run whose `meta.userAgent` carries the attempt's ID.
-Only where no run in the window records a user agent at all does it fall back to matching the input,
-exactly: the run's INPUT must equal the task's saved input with the override's top-level keys replacing
-its own, among runs started through the API and not spoken for by another attempt of this batch; when
-that is ambiguous, nothing is adopted.
+"No run was started" is never a guess. It is concluded only from a listing asked for at least
+`Settings.settle` (30 s) after the attempt was sent, in which no run of the window can be the attempt's:
+each run carries another attempt's identity, or was not started through the API, or its INPUT is provably
+not the request's. A run in the window that carries no attempt ID (the platform records no user agent, or
+a proxy shortened it) is matched by input, exactly: its INPUT must equal the task's saved input with the
+override's top-level keys replacing its own. When that cannot be evaluated (no saved input, an INPUT
+record that cannot be read) or several runs match, the verdict is "unknown" or "several", naming the
+candidate runs, and the job fails `recovery-failed`: never sent again.
 
 Every look-up is bounded: at most MAX_PAGES listing pages, look-ups retried a few times with back-off
 (drops, 429, 5xx), polls never faster than one a second, an INPUT record read up to a cap, an overall
@@ -16,6 +20,7 @@ POST being sent again: a failure is `recovery-failed`, with the run ID and what 
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -28,14 +33,22 @@ from apify_jobs.api.identity import (
     PAGE,
     Attempt,
     Attempts,
-    agent_of,
+    attempt_id_of,
     started_at,
     started_by,
     window_start,
 )
 from apify_jobs.api.request import build_query
 from apify_jobs.api.retry import call_patiently
-from apify_jobs.failures import Cancelled, FollowTimeout, HttpFailure, JobFailure, RecoveryFailed, RunFailed
+from apify_jobs.failures import (
+    AnswerTooLarge,
+    Cancelled,
+    FollowTimeout,
+    HttpFailure,
+    JobFailure,
+    RecoveryFailed,
+    RunFailed,
+)
 from apify_jobs.model import INPUT_LIMIT_BYTES, Job, RetryPolicy
 from apify_jobs.record import console_url
 from apify_jobs.settings import DEFAULT, Settings
@@ -66,25 +79,26 @@ class Found:
 def find_run(client: ApiClient, job: Job, attempt: Attempt, attempts: Attempts, cancelled: threading.Event,
              settings: Settings = DEFAULT) -> Found:
     """The run ``attempt`` started, looked for until found or until the platform had time to show it."""
-    deadline = time.monotonic() + FIND_DEADLINE
-    found = Found("none")
-    for pause in (0.0, *settings.look_again):  # run look-ups are eventually consistent: look again
-        if pause and cancelled.wait(min(pause, max(deadline - time.monotonic(), 0))):
-            raise Cancelled("cancelled while looking for the run")
-        if time.monotonic() > deadline:
-            break
+    deadline = time.monotonic() + max(FIND_DEADLINE, settings.settle + FIND_DEADLINE / 2)
+    pauses = list(settings.look_again) or [1.0]
+    for look in itertools.count():
+        asked_at = time.monotonic()
         found = _look(client, job, attempt, attempts, cancelled, settings.lookup_policy)
-        if found.verdict != "none":
-            return found
-    return found
+        if found.verdict != "none" or asked_at - attempt.sent_at >= settings.settle:
+            return found  # "none" from a listing asked late enough for the run to show: proven
+        pause = min(pauses[min(look, len(pauses) - 1)], max(attempt.sent_at + settings.settle - time.monotonic(), 0))
+        if time.monotonic() + pause > deadline:
+            return Found("unknown", note=f"the run listing did not settle within {deadline - attempt.sent_at:.0f} s")
+        if cancelled.wait(pause):
+            raise Cancelled("cancelled while looking for the run")
+    raise AssertionError("unreachable")
 
 
 def _look(client: ApiClient, job: Job, attempt: Attempt, attempts: Attempts, cancelled: threading.Event,
           policy: RetryPolicy) -> Found:
     seen: set[str] = set()
     window = None
-    in_window: list[dict[str, Any]] = []
-    recorded_agents = False
+    unmarked: list[dict[str, Any]] = []  # runs of the window that carry no attempt's identity: maybe ours
     try:
         for page_number in range(MAX_PAGES):
             answer_headers, page = _listing(client, job, page_number * PAGE, cancelled, policy)
@@ -102,8 +116,8 @@ def _look(client: ApiClient, job: Job, attempt: Attempt, attempts: Attempts, can
                     break
                 if started_by(run, attempt.id):
                     return Found("one", [run], note=f"found run {run['id']} by the attempt's identity")
-                recorded_agents = recorded_agents or agent_of(run) is not None
-                in_window.append(run)
+                if attempt_id_of(run) is None:
+                    unmarked.append(run)
             if older or len(page) < PAGE:
                 break
         else:
@@ -112,9 +126,9 @@ def _look(client: ApiClient, job: Job, attempt: Attempt, attempts: Attempts, can
         raise
     except (JobFailure, ValueError, KeyError, TypeError) as exc:
         return Found("unknown", note=f"could not look for the run: {exc}")
-    if recorded_agents or not in_window:
+    if not unmarked:
         return Found("none", note="no run was started by the attempt")
-    return _match_input(client, job, in_window, attempts, cancelled, policy)
+    return _match_input(client, job, unmarked, attempts, cancelled, policy)
 
 
 def _listing(client: ApiClient, job: Job, offset: int, cancelled: threading.Event,
@@ -158,13 +172,15 @@ def _match_input(client: ApiClient, job: Job, in_window: list[dict[str, Any]], a
                   and _options_match(job, run)]
     if not candidates:
         return Found("none", method="input", note="no run was started by the attempt")
+    named = ", ".join(str(r["id"]) for r in candidates)
     try:
         # An Actor run directly has no saved input: its INPUT is the input sent.
         saved = {} if job.actor else _json(lambda: client.task_input(job.task), cancelled, policy)
     except Cancelled:
         raise
     except JobFailure as exc:
-        return Found("unknown", method="input", note=f"could not read the task's saved input: {exc}")
+        return Found("unknown", candidates, "input", f"runs {named} carry no attempt's identity and could be the "
+                     f"attempt's, and the task's saved input to compare with cannot be read ({exc})")
     expected = {**saved, **job.input} if isinstance(saved, dict) else dict(job.input)
     matching = []
     for run in candidates:
@@ -173,8 +189,11 @@ def _match_input(client: ApiClient, job: Job, in_window: list[dict[str, Any]], a
             run_input = _json(record, cancelled, policy, INPUT_RECORD_LIMIT)
         except Cancelled:
             raise
-        except JobFailure:
-            continue  # no INPUT record, or one larger than any we could have sent: not ours
+        except AnswerTooLarge:
+            continue  # larger than any request could have sent: not ours
+        except (JobFailure, KeyError) as exc:
+            return Found("unknown", candidates, "input", f"run {run.get('id')} could be the attempt's, and its "
+                         f"INPUT cannot be read to tell ({exc})")
         if run_input == expected:
             matching.append(run)
     if not matching:

@@ -130,7 +130,7 @@ def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Reque
     run = Run(id=secrets.token_hex(9)[:17], task=task, input=full_input, options=request.query,
               started_at=handler.state.clock(), status="RUNNING", output=output, content_type=content_type,
               items=list(behaviour.items) if behaviour.items is not None else [echo],
-              user_agent=request.headers.get("User-Agent"), body_bytes=behaviour.body_bytes,
+              user_agent=_recorded_agent(handler, request.headers.get("User-Agent")), body_bytes=behaviour.body_bytes,
               generated_items=behaviour.generated_items, gzip=behaviour.gzip,
               listed_from=time.monotonic() + handler.state.script.platform.listing_delay,
               actor="actor" in request.params)
@@ -146,3 +146,10 @@ def _finish(handler: Handler, run: Run, behaviour: Behaviour) -> None:
         run.status = "FAILED" if behaviour.respond == "run-failed" else behaviour.run_status
         run.finished_at = handler.state.clock()
         run.finished.set()
+
+
+def _recorded_agent(handler: Handler, agent: str | None) -> str | None:
+    """The user agent as the platform keeps it (a proxy may have shortened it to its first word)."""
+    if agent is not None and handler.state.script.platform.shorten_user_agent:
+        return agent.split(" ", 1)[0]
+    return agent

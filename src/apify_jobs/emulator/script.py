@@ -69,8 +69,11 @@ class Platform:
     listing_ignores_offset: bool = False  # every listing page is the first
     listing_delay: float = 0.0  # seconds before a new run shows in the listing (eventual consistency)
     failures: dict[str, tuple[int | str, ...]] = field(default_factory=dict)  # look-up kind → its first answers
+    shorten_user_agent: bool = False  # a proxy or the platform keeps only the user agent's first word
+    saved_input: bool = True  # False: a task's saved input cannot be read (404)
 
-    KEYS = ("clockSkew", "recordUserAgent", "listingIgnoresOffset", "listingDelay", "failures")
+    KEYS = ("clockSkew", "recordUserAgent", "listingIgnoresOffset", "listingDelay", "failures", "shortenUserAgent",
+            "savedInput")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Platform:
@@ -82,7 +85,8 @@ class Platform:
         if wrong:
             raise ValueError(f"platform.failures: unknown look-ups {sorted(wrong)}; known: {list(LOOKUP_KINDS)}")
         return cls(float(raw.get("clockSkew", 0)), bool(raw.get("recordUserAgent", True)),
-                   bool(raw.get("listingIgnoresOffset", False)), float(raw.get("listingDelay", 0)), failures)
+                   bool(raw.get("listingIgnoresOffset", False)), float(raw.get("listingDelay", 0)), failures,
+                   bool(raw.get("shortenUserAgent", False)), bool(raw.get("savedInput", True)))
 
 
 @dataclass

@@ -124,6 +124,9 @@ def task_input(handler: Handler, request: Request) -> None:
     handler.state.record_lookup("task-input", request.path, request.query, request.headers)
     if handler.scripted_failure("task-input"):
         return
+    if not handler.state.script.platform.saved_input:
+        handler.send_json(404, {"error": {"type": "record-not-found", "message": "the task's input cannot be read"}})
+        return
     task = request.params["task"].replace("/", "~", 1)
     handler.send_json(200, handler.state.script.inputs.get(task, {}))
 

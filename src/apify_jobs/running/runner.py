@@ -192,10 +192,10 @@ def _collect(job: Job, context: RunContext, sent: Attempt, result: JobResult, wr
     result.recovery = result.recovery or Recovery()
     result.recovery.looks.append(RecoveryLook(sent.number, found.verdict, [str(r["id"]) for r in found.runs],
                                               found.note, found.method))
-    if found.verdict == "unknown":
-        # Sending again could pay for a second run; failing keeps the promise (and says why).
-        raise RecoveryFailed(f"attempt {sent.number} may have started a run, and it cannot be told: {found.note}; "
-                             "not sent again, so as not to pay twice")
+    if found.verdict in ("unknown", "several"):
+        # Sending again could pay for a second run; failing keeps the promise (and says why, naming the runs).
+        raise RecoveryFailed(f"attempt {sent.number} may have started a run, and it cannot be told which: "
+                             f"{found.note}; not sent again, so as not to pay twice")
     if found.verdict != "one" or not context.attempts.claim(str(found.run["id"]), sent):
         log.warning("%s: attempt %d dropped; %s", job.name, sent.number, found.note)
         return False
