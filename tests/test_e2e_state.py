@@ -47,9 +47,14 @@ def start(path: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+# The emulator's listing shows a run at once: "no run" may be concluded a second after an attempt.
+QUICK_SETTLE = {"APIFY_JOBS_SETTLE_SECONDS": "1"}
+
+
 @pytest.mark.parametrize("seed", [1, 2])
-def test_kill_9_at_a_random_instant_then_resume_sends_only_what_had_not_finished(emulator, tmp_path: Path,
-                                                                                   seed: int) -> None:
+def test_kill_9_at_a_random_instant_then_resume_pays_for_each_job_once(emulator, tmp_path: Path, seed: int) -> None:
+    """Jobs in flight at the kill had their attempts written ahead: --resume adopts their runs (no POST for
+    them) and sends only the jobs that were never sent."""
     server = emulator({"default": {"latency": 0.05, "bodyBytes": 2_000_000}})
     path, out = batch(tmp_path, 24), tmp_path / "out"
     process = start(path, out)
@@ -64,13 +69,19 @@ def test_kill_9_at_a_random_instant_then_resume_sends_only_what_had_not_finished
     assert finished and len(finished) < 24  # killed in the middle
     for name in finished:  # the state holds nothing that had not finished: each of its outputs is whole
         assert (out / f"{name}.bin").stat().st_size == 2_000_000
-    result = run_process("run", str(path), "--out-dir", str(out), "--resume")
+    in_flight = set(first) - finished
+    result = run_process("run", str(path), "--out-dir", str(out), "--resume", env=QUICK_SETTLE)
     assert result.returncode == 0, result.stderr
     again = sent_names(server) - first
-    assert set(again) == {f"j{i}" for i in range(24)} - finished and all(n == 1 for n in again.values())
+    assert set(again) == {f"j{i}" for i in range(24)} - set(first)  # only what was never sent
+    assert sorted(sent_names(server).values()) == [1] * 24  # every job paid for exactly once
     assert leftovers(out) == []  # the killed run's temporary files are gone
     report = read_report(out)
     assert report["totals"]["succeeded"] == 24 and {e["name"] for e in report["jobs"] if e.get("resumed")} == finished
+    adopted = {e["name"] for e in report["jobs"] if (e.get("recovery") or {}).get("adopted")}
+    assert adopted == in_flight
+    for name in in_flight:  # an adopted output is whole too
+        assert (out / f"{name}.bin").stat().st_size == 2_000_000
     jsonschema.validate(report, REPORT_SCHEMA)
 
 
@@ -145,16 +156,18 @@ def test_a_job_run_by_another_live_process_is_skipped_not_sent_twice(emulator, t
     assert entry["status"] == "skipped" and entry["error"]["message"] == f"running in process {first.pid}"
 
 
-def test_a_dead_process_does_not_hold_its_lease(emulator, tmp_path: Path) -> None:
-    server = emulator({"default": {"latency": 30}})
+def test_a_dead_process_does_not_hold_its_lease_and_its_run_is_adopted(emulator, tmp_path: Path) -> None:
+    server = emulator({"default": {"latency": 3}})
     path, out = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), tmp_path / "out"
     first = start(path, out)
     assert until(lambda: bool(server.state.requests))
     first.kill()
     first.wait(10)
-    server.state.script.default = type(server.state.script.default)()  # answer at once from now on
-    result = run_process("run", str(path), "--out-dir", str(out))
-    assert result.returncode == 0 and len(server.state.requests) == 2
+    result = run_process("run", str(path), "--out-dir", str(out))  # no --resume: the state still knows
+    assert result.returncode == 0 and len(server.state.run_sync_requests()) == 1, result.stderr
+    entry = jobs_by_name(read_report(out))["a"]
+    assert entry["recovery"]["adopted"] is True and entry["recovery"]["runId"] == server.state.runs[0].id
+    assert entry["attempts"] == 0 and len(entry["attemptIds"]) == 1
 
 
 def test_a_job_that_would_overwrite_the_report_or_state_is_refused_at_validate(cli, tmp_path: Path) -> None:
@@ -374,3 +387,44 @@ def test_warnings_never_change_which_jobs_run(emulator, tmp_path: Path) -> None:
     assert result.returncode == 0 and len(server.state.run_sync_requests()) == 3
     assert sorted(e["name"] for e in read_report(tmp_path / "out")["jobs"] if e["status"] == "succeeded") == ["a", "b", "c"]
 
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
+def test_runs_in_flight_when_the_runner_stopped_are_adopted_not_paid_again(emulator, tmp_path: Path,
+                                                                           stop: signal.Signals) -> None:
+    """kill -9 (a cancelled CI job) or Ctrl-C while two runs go on: the next --resume adopts both runs (their
+    output collected when they end) and sends only the job that was never sent."""
+    server = emulator({"tasks": {"me~slow": {"latency": 2}}})
+    path = job_file(tmp_path, "concurrency: 2\njobs:\n  - {name: a, task: me~slow, input: {n: 1}}\n"
+                              "  - {name: b, task: me~slow, input: {n: 2}}\n  - {name: c, task: me~t, input: {n: 3}}\n")
+    out = tmp_path / "out"
+    process = start(path, out)
+    assert until(lambda: len(server.state.run_sync_requests()) == 2)
+    process.send_signal(stop)
+    process.wait(20)
+    assert len(server.state.run_sync_requests()) == 2
+    plan = run_process("plan", str(path), "--out-dir", str(out), "--resume")
+    assert plan.returncode == 0 and plan.stdout.count("look for the run of attempt") + \
+        plan.stdout.count("adopt run") == 2, plan.stdout
+    result = run_process("run", str(path), "--out-dir", str(out), "--resume", env=QUICK_SETTLE)
+    assert result.returncode == 0, result.stderr
+    assert len(server.state.run_sync_requests()) == 3 and len(server.state.runs) == 3  # c only
+    report = jobs_by_name(read_report(out))
+    assert {name for name, e in report.items() if (e.get("recovery") or {}).get("adopted")} == {"a", "b"}
+    assert json.loads((out / "a.json").read_text())["input"] == {"n": 1}
+
+
+def test_abort_stops_the_runs_a_killed_runner_left_going(emulator, tmp_path: Path) -> None:
+    server = emulator({"tasks": {"me~slow": {"latency": 30}}})
+    path, out = job_file(tmp_path, "jobs:\n  - {name: a, task: me~slow}\n"), tmp_path / "out"
+    process = start(path, out)
+    assert until(lambda: len(server.state.run_sync_requests()) == 1)
+    process.kill()
+    process.wait(10)
+    aborted = run_process("abort", "--out-dir", str(out))
+    [going] = server.state.runs
+    assert aborted.returncode == 0 and going.id in aborted.stderr and going.status == "ABORTED", aborted.stderr
+    again = run_process("abort", "--out-dir", str(out))
+    assert again.returncode == 0 and "nothing to abort" in again.stdout
+    assert "in flight" not in run_process("plan", str(path), "--out-dir", str(out), "--resume").stdout
+    assert len(server.state.run_sync_requests()) == 1

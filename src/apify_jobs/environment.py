@@ -16,4 +16,4 @@ from apify_jobs.settings import Settings
 class Environment:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     redactor: Redactor = field(default_factory=Redactor)
-    settings: Settings = field(default_factory=Settings)
+    settings: Settings = field(default_factory=lambda: Settings.from_environ(os.environ))

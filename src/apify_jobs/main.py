@@ -14,7 +14,10 @@ from apify_jobs.errors import ApifyJobsError, ExitStatus, JobFileError
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
     """``env``: the invocation's surroundings (a fresh one, from os.environ, unless a caller gives one)."""
     _streams_exist()
-    env = env or Environment()
+    try:
+        env = env or Environment()
+    except ApifyJobsError as exc:  # a setting in the environment that cannot be used
+        return _one_line(str(exc), exc.exit_code)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # bare `apify-jobs`: the help, and the usage error's status
@@ -31,6 +34,8 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             from apify_jobs.commands import report as command  # type: ignore[no-redef]
         elif args.command == "completion":
             from apify_jobs.commands import completion as command  # type: ignore[no-redef]
+        elif args.command == "abort":
+            from apify_jobs.commands import abort as command  # type: ignore[no-redef]
         elif args.command == "schema":
             from apify_jobs.commands import schema as command  # type: ignore[no-redef]
         else:

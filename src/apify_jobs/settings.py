@@ -3,8 +3,10 @@ each invocation's Environment (tests give a quicker one; nothing is monkeypatche
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from apify_jobs.errors import UsageError
 from apify_jobs.model import RetryPolicy
 
 
@@ -24,6 +26,22 @@ class Settings:
     # A run that certainly started but is not listed yet (run facts): one more look, after this long.
     look_again_after: float = 2.0
     lookup_policy: RetryPolicy = field(default_factory=_lookup_policy)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """The defaults, but APIFY_JOBS_SETTLE_SECONDS: how long after an attempt a listing must be asked for
+        before "no run" is concluded (longer on a platform whose listings lag; shorter only where listings
+        are immediate, as the emulator's are). A value that is not a number is an error, not a default."""
+        raw = environ.get("APIFY_JOBS_SETTLE_SECONDS")
+        if raw is None:
+            return cls()
+        try:
+            settle = float(raw)
+        except ValueError:
+            settle = -1.0
+        if not 0 <= settle <= 3600:
+            raise UsageError(f"APIFY_JOBS_SETTLE_SECONDS must be a number of seconds from 0 to 3600, not {raw!r}")
+        return cls(settle=settle)
 
 
 DEFAULT = Settings()

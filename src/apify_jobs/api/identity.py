@@ -63,6 +63,14 @@ class Attempts:
             self._all.append(attempt)
         return attempt
 
+    def restore(self, attempt_id: str, job: str, task: str, number: int, actor: bool, sent_at: float) -> Attempt:
+        """An attempt another process sent (written ahead in the state), to look for its run. ``sent_at`` is on
+        this machine's monotonic clock."""
+        attempt = Attempt(attempt_id, job, task, number, actor, sent_at=sent_at)
+        with self._lock:
+            self._all.append(attempt)
+        return attempt
+
     def claim(self, run_id: str, attempt: Attempt) -> bool:
         """Mark ``run_id`` as ``attempt``'s; False if another attempt has it already."""
         with self._lock:

@@ -29,6 +29,8 @@ _EPILOGS = {
                "  apify-jobs report --merge out-1 out-2 out-3 --out-dir out",
                "none", "0 written, 1 a merge found conflicts, 2 no state, a damaged artifact, or usage"),
     "schema": ("apify-jobs schema > jobs.schema.json", "none", "0"),
+    "abort": ("apify-jobs abort --out-dir out", "APIFY_TOKEN, APIFY_API_BASE_URL",
+              "0 every run in flight aborted (or none), 1 some could not be, 2 no state or usage"),
     "emulator": ("apify-jobs emulator --port 8765 --script faults.yaml", "none", "0 stopped with Ctrl-C, 2 usage"),
     "completion": ("apify-jobs completion bash > ~/.local/share/bash-completion/completions/apify-jobs\n"
                    "  apify-jobs completion zsh > ~/.zfunc/_apify-jobs", "none", "0"),
@@ -116,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="merge these output folders (shards that ran apart) into --out-dir, and report on it")
 
     _command(commands, "schema", "print the job-file JSON Schema")
+
+    abort = _command(commands, "abort", "abort the runs the state knows to be in flight (a killed or interrupted run's)")
+    abort.add_argument("--out-dir", default="out", help="output folder whose state to read (default ./out)")
+    abort.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
 
     emulator = _command(commands, "emulator", "serve a local stand-in for the Apify API")
     emulator.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -15,8 +15,9 @@ from apify_jobs.model import Job
 from apify_jobs.outputs.destination import Destination, destination_for
 from apify_jobs.record import JobResult, RunFacts
 from apify_jobs.running.needs import NeedsValueFailed, deferred, describe_fan_out, expand, resolved, uses_needs
+from apify_jobs.running.runner import new_result
 from apify_jobs.running.selection import resumed_result, still_standing
-from apify_jobs.running.state import State, StateError, state_path
+from apify_jobs.running.state import State, StateError, request_key, state_path
 
 
 def main(args: argparse.Namespace, env: Environment) -> int:
@@ -52,6 +53,9 @@ def main(args: argparse.Namespace, env: Environment) -> int:
                 earlier = still_standing(job, state, destination, base_url) if state else None
                 entry["resume"] = "skip" if earlier else "run"
                 entry["succeededAt"] = earlier.finished_at if earlier else None
+                if earlier is None and state is not None:
+                    entry["inFlight"] = [{"attempt": a.id, "runId": a.run_id} for a in
+                                         state.open_attempts(job.name, request_key(new_result(job, request)))]
             planned.append(entry)
     if state is not None:
         state.close()
@@ -67,6 +71,9 @@ def main(args: argparse.Namespace, env: Environment) -> int:
         if args.resume:
             shown = f"skip (succeeded {entry['succeededAt']}, output intact)" if entry["resume"] == "skip" else "run"
             lines.append(f"  resume: {shown}")
+            lines += [f"  in flight: adopt run {a['runId']}" if a["runId"] else
+                      f"  in flight: look for the run of attempt {a['attempt']}, adopt it if found"
+                      for a in entry.get("inFlight", [])]
         if shown_jobs[entry["name"]].fan_out is not None:
             lines.append(f"  fan-out: {describe_fan_out(shown_jobs[entry['name']])}")
     print_safely(env.redactor("\n".join(lines)))

@@ -93,7 +93,7 @@ def run_batch(plan: Plan, job_files: list[JobFile], destination: Destination, st
     if removed:
         say(f"removed {removed} temporary file{'s' * (removed != 1)} that an earlier killed run left behind "
             f"({freed / (1 << 20):.1f} MiB freed)")
-    context = RunContext(client, destination, threading.Event(), settings=settings)
+    context = RunContext(client, destination, threading.Event(), settings=settings, ledger=state)
     if options.resume:
         context.resume_check = lambda job: resumed_result(job, state, destination, client.base_url)
     resumed = resume(plan, state, destination, client.base_url) if options.resume else 0
@@ -112,6 +112,9 @@ def run_batch(plan: Plan, job_files: list[JobFile], destination: Destination, st
     if executor.journal_failure is not None:  # one line and exit 2: the outputs written so far stay
         raise executor.journal_failure
     going = _after_the_batch(options, context, results, executor.interrupted, say)
+    # The runs still going are the state's to adopt next time (or to abort): it learns their IDs.
+    state.note_runs({a.id: a.run_id for a in context.attempts.all() if a.run_id})
+    state.end_attempts([a.id for a in context.attempts.all() if a.run_id in {g.run_id for g in going if g.aborted}])
     destination.sync()  # outputs are durable before a report says they exist
     state.update([r for r in results if r.run is not None or r.facts_note])  # the run facts, found after the jobs
     state.finish(executor.interrupted, {"runsStillGoing": [g.to_dict() for g in going]})

@@ -115,17 +115,30 @@ def still_running(client: ApiClient, attempts: Attempts, results: list[JobResult
     """After an interrupt: the runs that cancelled jobs started and that are still going; aborted if asked."""
     unfinished = {r.name for r in results if not r.succeeded}
     suspects = [a for a in attempts.all() if a.job in unfinished and a.started_run is not False]
+    started = time.monotonic()
+    going = going_runs(client, suspects, settings)
+    if abort:
+        abort_runs(client, going)
+    log.info("looked for runs still going in %.1f s", time.monotonic() - started)
+    return going
+
+
+def going_runs(client: ApiClient, suspects: list[Attempt], settings: Settings = DEFAULT) -> list[GoingRun]:
+    """The runs of these attempts that are still going (each attempt learns its run's ID when found)."""
     if not suspects:
         return []
-    started = time.monotonic()
     found = find_runs(client, suspects, threading.Event(), settings, look_again_after=0.5)
-    going = [GoingRun(a.job, found[a.id].run_id) for a in suspects
-             if a.id in found and found[a.id].status not in TERMINAL]
-    for entry in going if abort else []:
+    for attempt in suspects:
+        if attempt.id in found:
+            attempt.run_id = found[attempt.id].run_id
+    return [GoingRun(a.job, found[a.id].run_id) for a in suspects
+            if a.id in found and found[a.id].status not in TERMINAL]
+
+
+def abort_runs(client: ApiClient, going: list[GoingRun]) -> None:
+    for entry in going:
         try:
             with client.abort_run(entry.run_id):
                 entry.aborted = True
         except JobFailure as failure:
             log.warning("could not abort run %s of %s: %s", entry.run_id, entry.job, failure)
-    log.info("looked for runs still going in %.1f s", time.monotonic() - started)
-    return going

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from apify_jobs.api import recovery
 from apify_jobs.api.client import ApiClient
@@ -33,6 +34,7 @@ from apify_jobs.outputs.expect import Check
 from apify_jobs.record import JobError, JobResult, Recovery, RecoveryLook, RunFacts, Status
 from apify_jobs.running.needs import NeedsValueFailed, resolved, uses_needs
 from apify_jobs.running.run_facts import find_runs
+from apify_jobs.running.state import StoredAttempt, request_key
 from apify_jobs.settings import DEFAULT, Settings
 
 log = logging.getLogger("apify_jobs")
@@ -52,10 +54,25 @@ class RunContext:
     # --resume of a job whose request is only known once its needs ran: the earlier result that stands
     resume_check: Callable[[Job], JobResult | None] | None = None
     settings: Settings = DEFAULT  # how patiently runs are looked for (the invocation's)
+    ledger: Ledger | None = None  # where attempts are written ahead of their POST (the state)
 
     @property
     def base_url(self) -> str:
         return self.client.base_url
+
+
+class Ledger(Protocol):
+    """Attempts written ahead of their POST, so that a killed or interrupted process's runs are adopted, not
+    paid for again (the state implements it)."""
+
+    def write_ahead(self, attempt_id: str, job: str, key: str, number: int, task: str, actor: bool) -> None: ...
+
+    def open_attempts(self, job: str, key: str) -> list[StoredAttempt]: ...
+
+
+# Clocks of two machines (a CI job resumed on another runner) differ: a run of an earlier process's attempt
+# is looked for from this much before the attempt's recorded time (its identity still decides).
+CLOCK_MARGIN = 60.0
 
 
 def new_result(job: Job, request: RunRequest) -> JobResult:
@@ -83,6 +100,7 @@ def run_job(job: Job, context: RunContext) -> JobResult:
             return earlier
     request = build_request(job, context.base_url)
     result = new_result(job, request)
+    key = request_key(result)
     result.started_at = now()
     started = time.monotonic()
 
@@ -101,6 +119,8 @@ def run_job(job: Job, context: RunContext) -> JobResult:
     def attempt(number: int) -> None:
         sent = context.attempts.new(job.name, job.task, number, job.actor)
         result.attempt_ids.append(sent.id)
+        if context.ledger is not None:  # committed before the POST: a kill after it leaves it to be adopted
+            context.ledger.write_ahead(sent.id, job.name, key, number, job.task, job.actor)
         log.info("%s: attempt %d: %s %s (attempt ID %s)", job.name, number, request.method, request.url, sent.id)
         try:
             _send(job, request, context, sent, result, write)
@@ -108,7 +128,10 @@ def run_job(job: Job, context: RunContext) -> JobResult:
             sent.done = True
 
     try:
-        _, result.attempts = call_with_retries(job.name, job.retry, attempt, context.cancelled)
+        if _adopt_in_flight(job, context, key, result, write):
+            result.attempts = 0  # nothing sent: the run of an earlier process's attempt gave the output
+        else:
+            _, result.attempts = call_with_retries(job.name, job.retry, attempt, context.cancelled)
         result.status = Status.SUCCEEDED
         if result.empty_output:
             result.note = "the run produced no output record: an empty file was written (expect.nonEmpty is false)"
@@ -149,6 +172,28 @@ def facts_of(result: JobResult, context: RunContext) -> RunFacts | None:
     if result.run is None and result.recovery is not None and result.recovery.run_id:
         return RunFacts(result.recovery.run_id)
     return result.run
+
+
+def _adopt_in_flight(job: Job, context: RunContext, key: str, result: JobResult, write: _Write) -> bool:
+    """The runs that attempts of a killed or interrupted process started for this very request: looked for by
+    identity and adopted (followed, the output collected and checked, as after a drop) before anything is
+    sent. True when one gave the output; False when each proved to have started no run (sending is safe).
+    When it cannot be told, RecoveryFailed: never a second POST."""
+    if context.ledger is None:
+        return False
+    for stored in context.ledger.open_attempts(job.name, key):
+        elapsed = max(time.time() - stored.sent_at, 0.0) + CLOCK_MARGIN
+        sent = context.attempts.restore(stored.id, job.name, stored.task, stored.number, stored.actor,
+                                        time.monotonic() - elapsed)
+        result.attempt_ids.append(sent.id)
+        log.warning("%s: attempt %s of an earlier process never ended; looking for its run before sending",
+                    job.name, stored.id)
+        try:
+            if _collect(job, context, sent, result, write, followed=False):
+                return True
+        finally:
+            sent.done = True
+    return False
 
 
 def _send(job: Job, request: RunRequest, context: RunContext, sent: Attempt, result: JobResult, write: _Write) -> None:

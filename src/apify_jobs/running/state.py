@@ -37,7 +37,7 @@ from apify_jobs.record import RECORD_VERSION, JobResult, RecordError, from_json,
 from apify_jobs.redaction import Redactor
 
 STATE_FILE = "state.sqlite3"
-SCHEMA_VERSION = 2  # 2: results.record_version and results.output_key
+SCHEMA_VERSION = 2  # 2: results.record_version and results.output_key; the attempts table
 BUSY_TIMEOUT_MS = 30_000
 FOREIGN_LEASE_SECONDS = 24 * 3600  # a lease held from another machine is trusted this long
 
@@ -94,6 +94,21 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_by_job ON results(job, request_key, status, id);
 CREATE INDEX IF NOT EXISTS results_by_invocation ON results(invocation, job);
+CREATE TABLE IF NOT EXISTS attempts (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    request_key TEXT NOT NULL,
+    invocation INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    task TEXT NOT NULL,
+    actor INTEGER NOT NULL,
+    sent_at REAL NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    ended INTEGER NOT NULL DEFAULT 0,
+    run_id TEXT
+);
+CREATE INDEX IF NOT EXISTS open_attempts ON attempts(ended, job);
 CREATE TABLE IF NOT EXISTS leases (
     job TEXT PRIMARY KEY,
     pid INTEGER NOT NULL,
@@ -116,6 +131,20 @@ class Invocation:
     selection: dict[str, Any]
     files: list[dict[str, str]]
     extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredAttempt:
+    """An attempt written ahead of its POST, whose job never recorded an end: its run may be going on, billed."""
+
+    id: str
+    job: str
+    request_key: str
+    number: int
+    task: str
+    actor: bool
+    sent_at: float  # this machine's wall clock (time.time()) when it was written, just before the POST
+    run_id: str | None  # once known (the runs Ctrl-C listed as still going)
 
 
 @dataclass(frozen=True)
@@ -210,6 +239,9 @@ class State:
             elif version == 1:  # before records carried their version: every one of them is version 1
                 db.execute("ALTER TABLE results ADD COLUMN record_version INTEGER NOT NULL DEFAULT 1")
                 db.execute("ALTER TABLE results ADD COLUMN output_key TEXT")
+                for statement in _SCHEMA.split(";"):  # the tables version 1 did not have
+                    if "CREATE TABLE IF NOT EXISTS attempts" in statement or "open_attempts" in statement:
+                        db.execute(statement)
             if version < SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("SELECT count(*) FROM results").fetchone()
@@ -320,6 +352,49 @@ class State:
         for start in range(0, len(decided), 1000):  # a bounded transaction, and bounded memory
             self._record_rows([self._row(seq, result) for seq, result in decided[start:start + 1000]])
 
+    # --- attempts, written ahead ------------------------------------------------------------------------
+    def write_ahead(self, attempt_id: str, job: str, key: str, number: int, task: str, actor: bool) -> None:
+        """Commit an attempt before its POST is sent, and return once it is committed: after a kill at any
+        instant, every request that may have started a run is in the state. Attempts that start together
+        share one transaction (the committer's group commit, as results do)."""
+        self._record_rows([("attempt", attempt_id, job, key, self.invocation or 0, number, task, int(actor),
+                            time.time(), self._pid, self._host)])
+
+    def open_attempts(self, job: str, key: str) -> list[StoredAttempt]:
+        """The job's attempts for this request that another process wrote ahead and never ended (it was
+        killed, or its batch was interrupted while they were in flight), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, job, request_key, number, task, actor, sent_at, run_id FROM attempts WHERE ended = 0 "
+                "AND job = ? AND request_key = ? AND NOT (pid = ? AND host = ?) ORDER BY sent_at",
+                (job, key, self._pid, self._host)).fetchall()
+        return [StoredAttempt(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows]
+
+    def in_flight(self) -> list[StoredAttempt]:
+        """Every attempt no process ended: what `apify-jobs abort` aborts and `plan --resume` shows."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, job, request_key, number, task, actor, sent_at, run_id FROM attempts "
+                                    "WHERE ended = 0 ORDER BY sent_at").fetchall()
+        return [StoredAttempt(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows]
+
+    def note_runs(self, runs: dict[str, str]) -> None:
+        """The runs attempts started, once known (attempt ID -> run ID)."""
+        if runs:
+            self._write_many("UPDATE attempts SET run_id = ? WHERE id = ?", [(run, a) for a, run in runs.items()])
+
+    def end_attempts(self, ids: list[str]) -> None:
+        """These attempts' runs are settled (aborted): nothing will adopt them."""
+        if ids:
+            self._write_many("UPDATE attempts SET ended = 1 WHERE id = ?", [(a,) for a in ids])
+
+    def _write_many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        with self._lock:
+            try:
+                with self._transaction():
+                    self._db.executemany(sql, params)
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"cannot write the state {self.path}: {exc}") from None
+
     def _record_rows(self, rows: list[tuple[Any, ...]]) -> None:
         with self._committer_lock:
             if self._committer is None:
@@ -365,9 +440,18 @@ class State:
                 self._redact(text), RECORD_VERSION, output.key if output else None)
 
     def _commit(self, rows: list[tuple[Any, ...]]) -> None:
+        attempts = [row[1:] for row in rows if row[0] == "attempt"]
+        rows = [row for row in rows if row[0] != "attempt"]
         with self._lock:
             try:
                 with self._transaction():
+                    self._db.executemany("INSERT OR IGNORE INTO attempts (id, job, request_key, invocation, number, "
+                                         "task, actor, sent_at, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                         attempts)
+                    # A job that ended (but by Ctrl-C) settled every run its attempts started, earlier
+                    # processes' included; a cancelled job's attempts stay open, to be adopted.
+                    self._db.executemany("UPDATE attempts SET ended = 1 WHERE job = ? AND ended = 0",
+                                         [(row[2],) for row in rows if row[4] != "cancelled"])
                     self._db.executemany(
                         "INSERT INTO results (invocation, seq, job, request_key, status, error_type, resumed, "
                         "output_path, output_sha256, finished_at, entry, record_version, output_key) "
