@@ -428,3 +428,33 @@ def test_abort_stops_the_runs_a_killed_runner_left_going(emulator, tmp_path: Pat
     assert again.returncode == 0 and "nothing to abort" in again.stdout
     assert "in flight" not in run_process("plan", str(path), "--out-dir", str(out), "--resume").stdout
     assert len(server.state.run_sync_requests()) == 1
+
+
+FAN_OUT_ONCE = """
+concurrency: 4
+jobs:
+  - {name: list, task: me~list, expect: {nonEmpty: false}}
+  - name: each
+    task: me~each
+    needs: [list]
+    matrix: {n: "${{ needs.list.output[*].n }}"}
+    input: {n: "${{ matrix.n }}"}
+"""
+
+
+@pytest.mark.parametrize("fan_out", [False, True])
+def test_two_processes_resuming_into_one_folder_send_each_job_once(emulator, tmp_path: Path, fan_out: bool) -> None:
+    """Leases are taken before anything is decided, and a fan-out's jobs are leased when it expands: two
+    `run --resume` into one folder at once never send a job twice."""
+    server = emulator({"tasks": {"me~list": {"output": [{"n": i} for i in range(8)]}, "me~each": {"latency": 0.3},
+                                 "me~t": {"latency": 0.1}}})
+    path, out = (job_file(tmp_path, FAN_OUT_ONCE) if fan_out else batch(tmp_path, 40)), tmp_path / "out"
+    if fan_out:  # `list` succeeded earlier: both processes resume it and expand the fan-out at once
+        assert run_process("run", str(path), "--out-dir", str(out), "--only", "list").returncode == 0
+    first, second = start(path, out, "--resume"), start(path, out, "--resume")
+    for process in (first, second):
+        process.communicate(timeout=120)
+    bodies = [json.loads(r["body"])["n"] for r in server.state.run_sync_requests("me~each" if fan_out else "me~t")]
+    assert sorted(bodies) == list(range(8 if fan_out else 40))  # each job once, between the two processes
+    final = run_process("run", str(path), "--out-dir", str(out), "--resume")
+    assert final.returncode == 0 and len(server.state.run_sync_requests()) == (9 if fan_out else 40)

@@ -96,9 +96,11 @@ def run_batch(plan: Plan, job_files: list[JobFile], destination: Destination, st
     context = RunContext(client, destination, threading.Event(), settings=settings, ledger=state)
     if options.resume:
         context.resume_check = lambda job: resumed_result(job, state, destination, client.base_url)
+    # Leases first, then what already succeeded: a process that holds a job finishes it (its result and the
+    # lease's release are one transaction), so a job is either held elsewhere or its success is visible.
+    state.take_leases([e.job.name for e in plan.entries])
     resumed = resume(plan, state, destination, client.base_url) if options.resume else 0
     progress = progress_of(len(plan.entries) - resumed)
-    state.take_leases([e.job.name for e in plan.entries if e.result is None])
     executor = Executor(plan, context, progress, journal=state)
     if plan.ignored_needs:
         say(f"not selected, so not waited for: {', '.join(sorted(plan.ignored_needs))}")

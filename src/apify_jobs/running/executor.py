@@ -40,6 +40,9 @@ GRACE_SECONDS = 1.0  # after Ctrl-C, how long a job that is just finishing may s
 class Journal(Protocol):
     """Where each decided job is recorded the moment it is decided (the durable state)."""
 
+    def take_leases(self, jobs: list[str]) -> None:
+        """Take these jobs for this process, in one transaction (those another live process holds are not)."""
+
     def lease(self, job: str) -> str | None:
         """Take the job for this process; None, or who runs it already."""
 
@@ -50,6 +53,9 @@ class Journal(Protocol):
 
 
 class _NoJournal:
+    def take_leases(self, jobs: list[str]) -> None:
+        pass
+
     def lease(self, job: str) -> str | None:
         return None
 
@@ -208,6 +214,9 @@ class Executor:
             if template.name in other.job.needs:
                 other.job.needs = [n for n in other.job.needs if n != template.name] + [c.job.name for c in children]
         self.progress.total += len(children) - 1
+        # Leased before anything is decided of them, as the plan's jobs are (two processes expanding one
+        # fan-out into one folder run each child once).
+        self._journal.take_leases([child.job.name for child in children])
         for child in children:
             earlier = self.context.resume_check(child.job) if self.context.resume_check else None
             if earlier is not None:

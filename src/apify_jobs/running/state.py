@@ -314,7 +314,6 @@ class State:
     def take_leases(self, jobs: list[str]) -> None:
         """Take every job this run may start, in one transaction (one per job cost ~1 ms each under load):
         those another live process holds are remembered, and `lease` reports them."""
-        self._held_elsewhere = {}
         with self._lock:
             try:
                 with self._transaction():
