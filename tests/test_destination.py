@@ -66,3 +66,19 @@ def test_planned_paths_show_the_unknown_extension(tmp_path: Path) -> None:
     assert folder.planned(make_job(tmp_path, {"name": "a", "task": "me~t"})) == os.path.join("out", "a.*")
     assert folder.planned(make_job(tmp_path, {"name": "d", "task": "me~t", "dataset": {"format": "csv"}})) == \
         os.path.join("out", "d.csv")
+
+
+def test_a_path_is_one_jobs_for_the_batch(tmp_path: Path) -> None:
+    from apify_jobs.failures import OutputCollision
+
+    folder = LocalFolder(str(tmp_path / "out"))
+    x = make_job(tmp_path, {"name": "x", "task": "me~t"})
+    y = make_job(tmp_path, {"name": "y", "task": "me~t", "output": "x.json"})
+    with folder.open(x, "application/json") as writer:
+        writer.write(b"[1]")
+        writer.commit()
+    with folder.open(x, "application/json") as writer:  # the same job again (a retry, an adoption): its own path
+        writer.commit()
+    with pytest.raises(OutputCollision, match="job 'x' of this batch writes"):
+        folder.open(y, "application/json")
+    assert (tmp_path / "out" / "x.json").read_bytes() == b""

@@ -458,3 +458,31 @@ def test_two_processes_resuming_into_one_folder_send_each_job_once(emulator, tmp
     assert sorted(bodies) == list(range(8 if fan_out else 40))  # each job once, between the two processes
     final = run_process("run", str(path), "--out-dir", str(out), "--resume")
     assert final.returncode == 0 and len(server.state.run_sync_requests()) == (9 if fan_out else 40)
+
+
+def test_two_jobs_that_could_write_one_file_are_refused_before_anything_is_sent(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    path = job_file(tmp_path, "jobs:\n  - {name: x, task: me~t}\n  - {name: y, task: me~t, output: x.json}\n")
+    for command in ("validate", "plan", "run"):
+        code, _, err = cli(command, path, *(["--out-dir", tmp_path / "out"] if command != "validate" else []))
+        assert code == 2 and "job 'y' and job 'x'" in err and "can both write 'x.json'" in err, err
+    assert server.state.run_sync_requests() == []
+
+
+def test_a_fan_out_whose_outputs_would_leave_the_folder_is_refused_with_nothing_sent(cli, emulator,
+                                                                                    tmp_path: Path) -> None:
+    server = emulator({"tasks": {"me~list": {"output": [{"n": "../../escaped"}, {"n": "ok"}]}}})
+    path = job_file(tmp_path, """
+        jobs:
+          - {name: list, task: me~list}
+          - name: each
+            task: me~each
+            needs: [list]
+            matrix: {n: "${{ needs.list.output[*].n }}"}
+            output: "${{ matrix.n }}.json"
+        """)
+    code, _, _ = cli("run", path, "--out-dir", tmp_path / "out")
+    each = jobs_by_name(read_report(tmp_path / "out"))["each"]
+    assert code == 1 and each["error"]["type"] == "output-failed" and "leaves the output folder" in \
+        each["error"]["message"]
+    assert server.state.run_sync_requests("me~each") == [] and not (tmp_path / "escaped.json").exists()

@@ -98,6 +98,7 @@ FACTS = {
     "FollowTimeout": ("follow-timeout", None, False, None),
     "ExpectationFailed": ("expectation-failed", None, False, None),
     "OutputFailure": ("output-failed", None, False, None),
+    "OutputCollision": ("output-collision", None, False, None),
     "Cancelled": ("cancelled", None, False, None),
     "NeedsValueFailed": ("needs-value-failed", None, False, False),
 }

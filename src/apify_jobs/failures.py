@@ -161,6 +161,13 @@ class OutputFailure(JobFailure):
     error_type = "output-failed"
 
 
+class OutputCollision(OutputFailure):
+    """Another job of the batch writes (or wrote) the file this job's answer would go to: nothing is written
+    over it (`validate` refuses every case it can see in the job files; this is the net for the rest)."""
+
+    error_type = "output-collision"
+
+
 class Cancelled(JobFailure):
     error_type = "cancelled"
 

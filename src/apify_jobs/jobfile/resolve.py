@@ -29,7 +29,7 @@ from apify_jobs.model import (
     RetryPolicy,
 )
 from apify_jobs.outputs.expect import UNCHECKABLE, schema_problem
-from apify_jobs.outputs.paths import UNKNOWN_EXTENSION, planned_output, reserved_clash, stays_inside
+from apify_jobs.outputs.paths import collisions, planned_output, reserved_clash, stays_inside
 from apify_jobs.redaction import Redactor
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
@@ -533,22 +533,25 @@ def _duplicate_names(job_files: list[JobFile]) -> list[Problem]:
 
 
 def _duplicate_outputs(job_files: list[JobFile]) -> list[Problem]:
-    """Two jobs writing one file would overwrite each other's output without a word."""
-    seen: dict[str, Job] = {}
+    """Two jobs writing one file would overwrite each other's output without a word (and --resume would run
+    one of them again, forever)."""
+    jobs = [job for job_file in job_files for job in job_file.jobs]
     problems = []
-    for job_file in job_files:
-        for job in job_file.jobs:
-            path = os.path.normpath(planned_output(job))
-            clash = reserved_clash(path)
-            if clash:
-                problems.append(Problem(job.file, *job.position, f"job '{job.name}' would write its output "
-                                        f"'{path}' over {clash}; give it another `output`"))
-            if path.endswith(UNKNOWN_EXTENSION):
-                continue  # the extension comes from the answer; names are unique, so such paths are too
-            first = seen.setdefault(path, job)
-            if first is not job:
-                problems.append(Problem(job.file, *job.position, f"job '{job.name}' writes the same output '{path}' "
-                                        f"as job '{first.name}' ({first.file}:{first.position[0]})"))
+    for job in jobs:
+        path = os.path.normpath(planned_output(job))
+        clash = reserved_clash(path)
+        if clash:
+            problems.append(Problem(job.file, *job.position, f"job '{job.name}' would write its output "
+                                    f"'{path}' over {clash}; give it another `output`"))
+    for job, first, path in collisions(jobs):
+        where = f"job '{first.name}' ({first.file}:{first.position[0]})"
+        if os.path.normpath(planned_output(first)) == path:
+            problems.append(Problem(job.file, *job.position, f"job '{job.name}' writes the same output '{path}' as "
+                                    f"{where}"))
+        else:  # one of the two outputs takes its extension from the answer
+            problems.append(Problem(job.file, *job.position, f"job '{job.name}' and {where} can both write "
+                                    f"'{path}' (the extension of one comes from the answer); give one of them "
+                                    "another `output`"))
     return problems
 
 

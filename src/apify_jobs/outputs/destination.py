@@ -23,7 +23,7 @@ import re
 import threading
 from types import TracebackType
 
-from apify_jobs.failures import Cancelled, OutputFailure
+from apify_jobs.failures import Cancelled, OutputCollision, OutputFailure
 from apify_jobs.files import (
     TEMP_SUFFIX,
     check_writable_folder,
@@ -127,6 +127,7 @@ class LocalFolder(Destination):
         self._lock = threading.Lock()
         self._temporary: set[str] = set()
         self._renamed_in: set[str] = set()
+        self._claims: dict[str, str] = {}  # an output's key -> the job that writes it
         self.cancelled = False
 
     def planned(self, job: Job) -> str:
@@ -141,6 +142,11 @@ class LocalFolder(Destination):
 
     def open(self, job: Job, content_type: str | None, expected_size: int | None = None) -> OutputWriter:
         relative = answered_output(job, content_type)
+        with self._lock:  # a path is the batch's for one job: the first to open it
+            holder = self._claims.setdefault(os.path.normcase(os.path.normpath(relative)), job.name)
+        if holder != job.name:
+            raise OutputCollision(f"the answer would be written to {self.shown(relative)}, which job '{holder}' "
+                                  "of this batch writes; nothing was written (give one of them another `output`)")
         return _FileWriter(self, relative, self._inside(relative), content_type, expected_size)
 
     def read(self, key: str, limit: int) -> bytes:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 
 from apify_jobs.model import Job
 
@@ -59,6 +60,45 @@ def may_land_on(planned: str, path: str) -> bool:
     if planned.endswith(UNKNOWN_EXTENSION):
         return os.path.splitext(path)[0] == planned[: -len(UNKNOWN_EXTENSION)]
     return planned == path
+
+
+def collisions(jobs: Iterable[Job]) -> Iterator[tuple[Job, Job, str]]:
+    """Pairs of jobs that could write one file, each once: (the later job, the earlier one, the path). An output
+    whose extension comes from the answer (`x.*`) could be any `x.<ext>`."""
+    exact: dict[str, Job] = {}
+    by_stem: dict[str, list[tuple[str, Job]]] = {}
+    unknown: dict[str, Job] = {}  # stem -> the job whose output is `stem.*`
+    for job in jobs:
+        path = os.path.normpath(planned_output(job))
+        if path.endswith(UNKNOWN_EXTENSION):
+            stem = path[: -len(UNKNOWN_EXTENSION)]
+            for known, other in by_stem.get(stem, []):
+                yield job, other, known
+            unknown.setdefault(stem, job)
+            continue
+        stem = os.path.splitext(path)[0]
+        clash = exact.get(path) or unknown.get(stem)
+        if clash is not None:
+            yield job, clash, path
+        exact.setdefault(path, job)
+        by_stem.setdefault(stem, []).append((path, job))
+
+
+def placement_problem(new: list[Job], others: Iterable[Job]) -> tuple[str, str] | None:
+    """Why jobs made late (a fan-out's) cannot place their outputs beside the batch's other jobs, if they
+    cannot, as (error type, message): checked before any of them is sent."""
+    fresh = {id(job) for job in new}
+    for job in new:
+        path = planned_output(job)
+        if not stays_inside(path):
+            return "output-failed", f"job '{job.name}': output '{path}' leaves the output folder"
+        clash = reserved_clash(path)
+        if clash:
+            return "output-collision", f"job '{job.name}': output '{path}' would be written over {clash}"
+    for job, other, path in collisions([*others, *new]):
+        if id(job) in fresh or id(other) in fresh:
+            return "output-collision", f"jobs '{other.name}' and '{job.name}' can both write '{path}'"
+    return None
 
 
 def reserved_clash(relative: str) -> str | None:

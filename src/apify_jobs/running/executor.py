@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from apify_jobs.model import Job, now
+from apify_jobs.outputs.paths import placement_problem
 from apify_jobs.record import JobResult, Status
 from apify_jobs.running.needs import NeedsValueFailed, expand
 from apify_jobs.running.runner import RunContext, decided, facts_of, run_job
@@ -202,6 +203,12 @@ class Executor:
         if not jobs:
             self._decide(entry, self._decided(template, Status.SKIPPED, f"the fan-out is over zero items (from "
                                                                         f"{', '.join(template.needs)}); nothing to run"))
+            return []
+        problem = placement_problem(jobs, [e.job for e in self.plan.entries if e is not entry])
+        if problem is not None:  # found before anything of the fan-out is sent
+            kind, message = problem
+            self._decide(entry, self._decided(template, Status.FAILED, f"{message}; nothing of the fan-out was sent",
+                                              kind))
             return []
         next_seq = max(e.seq for e in self.plan.entries) + 1
         children = [Planned(job, entry.file_index, next_seq + n) for n, job in enumerate(jobs)]
