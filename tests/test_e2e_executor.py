@@ -146,8 +146,10 @@ def test_resume_reruns_only_what_is_not_done(cli, emulator, tmp_path: Path) -> N
     path.write_text(path.read_text().replace("{name: changed}", "{name: changed, v: 2}"))
     server.state.requests.clear()
     code, stdout, _ = cli("run", path, "--out-dir", out, "--resume")
-    assert code == 0 and sorted(names_in_order(server)) == ["changed", "flaky", "tampered"]
+    assert code == 0 and sorted(names_in_order(server)) == ["changed", "flaky"]  # `tampered` is fetched again
     report = jobs_by_name(read_report(out))
+    assert report["tampered"]["refetched"] is True and json.loads((out / "tampered.json").read_text())["input"] == \
+        {"name": "tampered"}
     assert report["ok"]["resumed"] is True and report["ok"]["status"] == "succeeded"
     assert "resumed" not in report["flaky"] and report["flaky"]["status"] == "succeeded"
     server.state.requests.clear()

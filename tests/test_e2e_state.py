@@ -116,15 +116,16 @@ def test_only_then_resume_resends_nothing_that_succeeded(cli, emulator, tmp_path
     assert read_report(out)["totals"]["succeeded"] == 6
 
 
-def test_a_changed_request_or_a_changed_output_is_run_again(cli, emulator, tmp_path: Path) -> None:
+def test_a_changed_request_is_run_again_and_a_changed_output_fetched_again(cli, emulator, tmp_path: Path) -> None:
     server = emulator()
     path, out = batch(tmp_path, 3), tmp_path / "out"
     assert cli("run", path, "--out-dir", out)[0] == 0
+    original = (out / "j0.json").read_bytes()
     (out / "j0.json").write_text("tampered")
     path.write_text(path.read_text().replace("{n: 2}", "{n: 2, more: true}"))
     assert cli("run", path, "--out-dir", out, "--resume")[0] == 0
     again = sorted((json.loads(r["body"]) for r in server.state.run_sync_requests()[3:]), key=lambda b: b["n"])
-    assert again == [{"n": 0}, {"n": 2, "more": True}]
+    assert again == [{"n": 2, "more": True}] and (out / "j0.json").read_bytes() == original
 
 
 def test_two_shard_processes_into_one_folder_then_resume_sends_nothing(emulator, tmp_path: Path) -> None:
@@ -357,8 +358,10 @@ def test_resume_finds_outputs_by_their_key_from_any_folder_and_any_spelling(emul
     for name in os.listdir(tmp_path / "out" / ".apify-jobs"):
         (elsewhere / ".apify-jobs" / name).write_bytes((tmp_path / "out" / ".apify-jobs" / name).read_bytes())
     copied = run_process("run", str(path), "--out-dir", str(elsewhere), "--resume")
-    assert copied.returncode == 0 and not any(e.get("resumed") for e in read_report(elsewhere)["jobs"])
-    assert len(server.state.run_sync_requests()) == 6  # no output there: each job ran, none reported resumed
+    jobs = read_report(elsewhere)["jobs"]
+    assert copied.returncode == 0 and not any(e.get("resumed") for e in jobs)  # no output there: none resumed
+    assert all(e["refetched"] and (elsewhere / e["output"]["key"]).exists() for e in jobs)  # fetched from the runs
+    assert len(server.state.run_sync_requests()) == 3
 
 
 def test_the_state_can_live_in_a_folder_of_its_own(emulator, tmp_path: Path) -> None:
@@ -486,3 +489,28 @@ def test_a_fan_out_whose_outputs_would_leave_the_folder_is_refused_with_nothing_
     assert code == 1 and each["error"]["type"] == "output-failed" and "leaves the output folder" in \
         each["error"]["message"]
     assert server.state.run_sync_requests("me~each") == [] and not (tmp_path / "escaped.json").exists()
+
+
+def test_lost_outputs_are_fetched_again_from_their_runs_not_paid_for_again(emulator, tmp_path: Path) -> None:
+    """A CI cache kept the state but not the outputs: --resume fetches each output again from its run (dataset
+    items with the job's parameters, or the output record), byte for byte, and sends nothing; where the
+    platform no longer has the data, the job runs again and says why."""
+    server = emulator({"tasks": {"me~ds": {"items": [{"a": 1}, {"a": 2}, {"a": 3}]}}})
+    path = job_file(tmp_path, "jobs:\n  - {name: rec, task: me~t, input: {q: 1}}\n"
+                              "  - {name: items, task: me~ds, dataset: {format: jsonl, limit: 2}}\n"
+                              "  - {name: gone, task: me~gone}\n")
+    out = tmp_path / "out"
+    assert run_process("run", str(path), "--out-dir", str(out)).returncode == 0
+    kept = {name: (out / name).read_bytes() for name in ("rec.json", "items.jsonl", "gone.json")}
+    for name in kept:
+        (out / name).unlink()
+    gone = next(run for run in server.state.runs if run.task == "me~gone")
+    server.state.runs.remove(gone)  # past the account's data retention: the platform no longer has its data
+    result = run_process("run", str(path), "--out-dir", str(out), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert len(server.state.run_sync_requests()) == 4  # only `gone` ran again
+    assert {name: (out / name).read_bytes() for name in kept} == kept  # byte-identical
+    jobs = jobs_by_name(read_report(out))
+    assert jobs["rec"]["refetched"] and jobs["items"]["refetched"] and not jobs["gone"].get("refetched")
+    assert jobs["rec"]["attempts"] == 0 and jobs["gone"]["attempts"] == 1
+    assert "cannot be fetched again" in jobs["gone"]["note"] or "no longer has" in jobs["gone"]["note"]

@@ -42,7 +42,7 @@ FIELDS = dict(
     error=st.none() | st.builds(JobError, type=text, message=text, run_id=st.none() | ids,
                                 violations=st.none() | st.integers(0, 100)),
     output=st.none() | outputs, rejected=st.none() | outputs, started_at=maybe_text, finished_at=maybe_text,
-    duration_ms=st.none() | st.integers(0, 10**9), resumed=st.booleans(), note=st.none() | text.filter(bool),
+    duration_ms=st.none() | st.integers(0, 10**9), resumed=st.booleans(), refetched=st.booleans(), note=st.none() | text.filter(bool),
     recovery=st.none() | st.builds(Recovery, adopted=st.booleans(), run_id=st.none() | ids, followed=st.booleans(),
                                    looks=st.lists(st.builds(RecoveryLook, attempt=st.integers(1, 5), found=text,
                                                             run_ids=st.lists(ids, max_size=3), note=text,

@@ -182,6 +182,7 @@ class JobResult:
     finished_at: str | None = None
     duration_ms: int | None = None
     resumed: bool = False
+    refetched: bool = False  # not run: its earlier run's output fetched again (the file was missing or changed)
     note: str | None = None
     recovery: Recovery | None = None
     attempt_ids: list[str] = field(default_factory=list)  # each attempt's identity, in order
@@ -235,6 +236,8 @@ class JobResult:
             entry["rejected"] = self.rejected.to_dict()
         if self.resumed:
             entry["resumed"] = True
+        if self.refetched:
+            entry["refetched"] = True
         if self.note:
             entry["note"] = self.note
         entry["recovery"] = self.recovery.to_dict() if self.recovery else None
@@ -260,7 +263,7 @@ class JobResult:
             output=WrittenOutput.from_dict(raw["output"]) if raw.get("output") else None,
             rejected=WrittenOutput.from_dict(raw["rejected"]) if raw.get("rejected") else None,
             started_at=raw.get("startedAt"), finished_at=raw.get("finishedAt"), duration_ms=raw.get("durationMs"),
-            resumed=bool(raw.get("resumed")), note=raw.get("note"),
+            resumed=bool(raw.get("resumed")), refetched=bool(raw.get("refetched")), note=raw.get("note"),
             recovery=Recovery.from_dict(raw["recovery"]) if raw.get("recovery") else None,
             attempt_ids=list(raw.get("attemptIds") or []),
             run=RunFacts.from_dict(raw) if raw.get("runId") else None,

@@ -93,7 +93,8 @@ def run_batch(plan: Plan, job_files: list[JobFile], destination: Destination, st
     if removed:
         say(f"removed {removed} temporary file{'s' * (removed != 1)} that an earlier killed run left behind "
             f"({freed / (1 << 20):.1f} MiB freed)")
-    context = RunContext(client, destination, threading.Event(), settings=settings, ledger=state)
+    context = RunContext(client, destination, threading.Event(), settings=settings, ledger=state,
+                         refetch=options.resume)
     if options.resume:
         context.resume_check = lambda job: resumed_result(job, state, destination, client.base_url)
     # Leases first, then what already succeeded: a process that holds a job finishes it (its result and the

@@ -55,6 +55,7 @@ class RunContext:
     resume_check: Callable[[Job], JobResult | None] | None = None
     settings: Settings = DEFAULT  # how patiently runs are looked for (the invocation's)
     ledger: Ledger | None = None  # where attempts are written ahead of their POST (the state)
+    refetch: bool = False  # --resume: a success whose output is gone is fetched again from its run, not re-run
 
     @property
     def base_url(self) -> str:
@@ -68,6 +69,8 @@ class Ledger(Protocol):
     def write_ahead(self, attempt_id: str, job: str, key: str, number: int, task: str, actor: bool) -> None: ...
 
     def open_attempts(self, job: str, key: str) -> list[StoredAttempt]: ...
+
+    def earlier_run(self, job: str, key: str) -> JobResult | None: ...
 
 
 # Clocks of two machines (a CI job resumed on another runner) differ: a run of an earlier process's attempt
@@ -128,8 +131,8 @@ def run_job(job: Job, context: RunContext) -> JobResult:
             sent.done = True
 
     try:
-        if _adopt_in_flight(job, context, key, result, write):
-            result.attempts = 0  # nothing sent: the run of an earlier process's attempt gave the output
+        if _adopt_in_flight(job, context, key, result, write) or _refetch(job, context, key, result, write):
+            result.attempts = 0  # nothing sent: an earlier run gave the output
         else:
             _, result.attempts = call_with_retries(job.name, job.retry, attempt, context.cancelled)
         result.status = Status.SUCCEEDED
@@ -194,6 +197,38 @@ def _adopt_in_flight(job: Job, context: RunContext, key: str, result: JobResult,
         finally:
             sent.done = True
     return False
+
+
+def _refetch(job: Job, context: RunContext, key: str, result: JobResult, write: _Write) -> bool:
+    """--resume of a job whose latest success for this request has lost its output (a CI cache that kept the
+    state, not the outputs): its run's data fetched again (the job's own dataset parameters or output record,
+    the same path) and checked as any output, instead of paying for a new run. False, with the reason noted,
+    when the platform no longer has it (past the account's data retention, say)."""
+    earlier = context.ledger.earlier_run(job.name, key) if context.refetch and context.ledger else None
+    run = earlier.run if earlier else None
+    if earlier is None or run is None or run.dataset_id is None or run.store_id is None:
+        return False
+    storages = {"id": run.run_id, "defaultDatasetId": run.dataset_id, "defaultKeyValueStoreId": run.store_id}
+    try:
+        answer = recovery.open_output(context.client, job, storages, context.cancelled, context.settings)
+    except RecoveryFailed as gone:
+        result.note = f"its output was missing, and run {run.run_id}'s data cannot be fetched again ({gone}); run again"
+        log.warning("%s: %s", job.name, result.note)
+        return False
+    if answer is None and earlier.output is not None and earlier.output.bytes:
+        result.note = f"its output was missing, and run {run.run_id} no longer has its output record; run again"
+        log.warning("%s: %s", job.name, result.note)
+        return False
+    if answer is None:
+        write(None, [], None)
+    else:
+        with answer:
+            write(answer.content_type, answer.chunks(), answer.length)
+            result.http_status = answer.status
+    result.refetched, result.run = True, run
+    result.note = f"refetched from run {run.run_id}: its output was missing or changed; no new run"
+    log.warning("%s: %s", job.name, result.note)
+    return True
 
 
 def _send(job: Job, request: RunRequest, context: RunContext, sent: Attempt, result: JobResult, write: _Write) -> None:

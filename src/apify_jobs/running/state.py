@@ -359,6 +359,11 @@ class State:
         self._record_rows([("attempt", attempt_id, job, key, self.invocation or 0, number, task, int(actor),
                             time.time(), self._pid, self._host)])
 
+    def earlier_run(self, job: str, key: str) -> JobResult | None:
+        """The job's latest success for this request, decoded (its run and output), whatever its output is now."""
+        earlier = self.latest_success(job, key)
+        return None if earlier is None else self._readable(RECORD_VERSION, earlier.text)
+
     def open_attempts(self, job: str, key: str) -> list[StoredAttempt]:
         """The job's attempts for this request that another process wrote ahead and never ended (it was
         killed, or its batch was interrupted while they were in flight), oldest first."""
