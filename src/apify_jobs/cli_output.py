@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from apify_jobs.errors import Problem, UsageError
+from apify_jobs.inert import shown
 from apify_jobs.redaction import Redactor
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -27,7 +28,7 @@ def write_safely(pieces: Iterable[str], stream: TextIO | None = None) -> bool:
     stream = stream or sys.stdout
     try:
         for piece in pieces:
-            stream.write(piece)
+            stream.write(shown(piece))  # text from outside is inert on a terminal and in a CI log
         stream.flush()
         return True
     except BrokenPipeError:
@@ -43,11 +44,12 @@ def print_problems(problems: Iterable[Problem], redact: Redactor, github: bool |
     (or with ``github``), so that the pull request shows it at its line."""
     github = os.environ.get("GITHUB_ACTIONS") == "true" if github is None else github
     for problem in problems:
-        print(redact(str(problem)), file=sys.stderr)
-        if github:
+        print(shown(redact(str(problem))), file=sys.stderr)
+        if github:  # our own workflow command: what goes into it is inert, and cannot end it or start another
             level = "warning" if problem.warning else "error"
-            message = redact(problem.message).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-            print(f"::{level} file={problem.file},line={problem.line},col={problem.column}::{message}")
+            message = shown(redact(problem.message)).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+            where = shown(problem.file).replace("%", "%25").replace(",", "%2C").replace(":", "%3A")
+            print(f"::{level} file={where},line={problem.line},col={problem.column}::{message}")
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -56,7 +58,7 @@ class _RedactingFormatter(logging.Formatter):
         self._redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
-        return self._redact(super().format(record))
+        return shown(self._redact(super().format(record)))
 
 
 def configure_logging(verbose: bool, redact: Redactor) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from apify_jobs.commands.parser import build_parser
 from apify_jobs.environment import Environment
 from apify_jobs.errors import ApifyJobsError, ExitStatus, JobFileError
+from apify_jobs.inert import shown
 
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
@@ -74,7 +75,7 @@ def _streams_exist() -> None:
 
 def _one_line(message: str, code: int) -> int:
     """``message`` is masked already (with the invocation's redactor)."""
-    print(f"apify-jobs: {message}", file=sys.stderr)
+    print(shown(f"apify-jobs: {message}"), file=sys.stderr)
     return code
 
 

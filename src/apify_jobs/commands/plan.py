@@ -27,6 +27,7 @@ def main(args: argparse.Namespace, env: Environment) -> int:
     base_url = env.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL
     destination = destination_for(args.out_dir)
     state = _state(args.out_dir, args.state_dir, env) if args.resume else None
+    in_flight = state.in_flight() if state is not None else []
     # With --resume, jobs whose needs have intact outputs in the state are shown with the real values.
     standing = {job.name: resumed for job_file in job_files for job in job_file.jobs
                 if state and (resumed := resumed_result(job, state, destination, base_url)) is not None}
@@ -54,8 +55,9 @@ def main(args: argparse.Namespace, env: Environment) -> int:
                 entry["resume"] = "skip" if earlier else "run"
                 entry["succeededAt"] = earlier.finished_at if earlier else None
                 if earlier is None and state is not None:
-                    entry["inFlight"] = [{"attempt": a.id, "runId": a.run_id} for a in
-                                         state.open_attempts(job.name, request_key(new_result(job, request)))]
+                    key = request_key(new_result(job, request))
+                    entry["inFlight"] = [{"attempt": a.id, "runId": a.run_id} for a in in_flight
+                                         if a.job == job.name and a.request_key == key]
             planned.append(entry)
     if state is not None:
         state.close()

@@ -89,7 +89,7 @@ def _show(args: argparse.Namespace, env: Environment, outcome: Outcome,
 def _say(quiet: bool) -> Callable[[str], None]:
     def say(text: str) -> None:
         if not quiet:
-            print(f"apify-jobs: {text}", file=sys.stderr)
+            print_safely(f"apify-jobs: {text}", sys.stderr)
     return say
 
 

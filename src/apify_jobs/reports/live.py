@@ -13,6 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from apify_jobs.inert import shown
 from apify_jobs.record import JobResult, Status
 from apify_jobs.redaction import Redactor
 from apify_jobs.reports.progress import Progress
@@ -45,7 +46,7 @@ class LiveProgress(Progress):
         super().finish(result)
 
     def _line(self, text: str, status: Status | None = None) -> None:
-        self._screen.print(Text(self.redact(text), style=STYLES.get(status, "") if status else ""), markup=False)
+        self._screen.print(Text(shown(self.redact(text)), style=STYLES.get(status, "") if status else ""), markup=False)
 
     def _status_line(self, result: JobResult, text: str) -> None:
         self._line(text, result.status)
@@ -61,7 +62,7 @@ class LiveProgress(Progress):
         running = Table.grid(padding=(0, 2))
         now = time.monotonic()
         for name in self.running[:SHOWN_RUNNING]:
-            running.add_row(Text(self.redact(name), style="cyan"), f"{now - self._since.get(name, now):.0f} s")
+            running.add_row(Text(shown(self.redact(name)), style="cyan"), f"{now - self._since.get(name, now):.0f} s")
         parts: list[Any] = [Text(head), ProgressBar(total=max(self.total, 1), completed=self.done, width=40), running]
         if len(self.running) > SHOWN_RUNNING:
             parts.append(Text(f"... and {len(self.running) - SHOWN_RUNNING} more running", style="dim"))

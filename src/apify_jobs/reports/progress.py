@@ -8,6 +8,7 @@ import threading
 import time
 from typing import IO
 
+from apify_jobs.inert import shown
 from apify_jobs.record import GoingRun, JobResult, Status
 from apify_jobs.redaction import Redactor
 from apify_jobs.reports.report import Totals
@@ -30,7 +31,7 @@ class Progress:
         self._lock = threading.Lock()
 
     def _line(self, text: str) -> None:
-        self.stream.write(self.redact(text) + "\n")
+        self.stream.write(shown(self.redact(text)) + "\n")
         self.stream.flush()
 
     def start(self, name: str) -> None:

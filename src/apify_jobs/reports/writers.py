@@ -38,27 +38,31 @@ def write_junit(of: ReportOf, path: str) -> None:
     from xml.etree import ElementTree  # only with --junit
 
     from apify_jobs.files import write_file_whole
+    from apify_jobs.inert import xml_text
     from apify_jobs.record import Status
     from apify_jobs.reports.report import wall_seconds
 
     def seconds(record: JobResult) -> float:
         return float(record.duration_ms or 0) / 1000
 
+    def text(value: str) -> str:
+        return xml_text(of.redactor(value))  # masked, then what XML 1.0 can hold
+
     def testcase(record: JobResult) -> str:
-        case = ElementTree.Element("testcase", {"classname": os.path.relpath(record.file or "."),
-                                                "name": record.name, "time": f"{seconds(record):.3f}"})
+        case = ElementTree.Element("testcase", {"classname": text(os.path.relpath(record.file or ".")),
+                                                "name": text(record.name), "time": f"{seconds(record):.3f}"})
         if record.run is not None:
             properties = ElementTree.SubElement(case, "properties")
             for name, value in (("runId", record.run.run_id), ("consoleUrl", record.run.console_url)):
-                ElementTree.SubElement(properties, "property", {"name": name, "value": value})
+                ElementTree.SubElement(properties, "property", {"name": name, "value": text(value)})
         error = record.error
         if record.status is Status.FAILED:
-            failure = ElementTree.SubElement(case, "failure", {"type": error.type if error else "failed",
-                                                               "message": error.message if error else ""})
-            failure.text = json.dumps(error.to_dict() if error else {}, ensure_ascii=False)
+            failure = ElementTree.SubElement(case, "failure", {"type": text(error.type if error else "failed"),
+                                                               "message": text(error.message if error else "")})
+            failure.text = text(json.dumps(error.to_dict() if error else {}, ensure_ascii=False))
         elif record.status in (Status.SKIPPED, Status.CANCELLED):
             message = error.message if error else (record.note or "")
-            ElementTree.SubElement(case, "skipped", {"message": f"{record.status}: {message}"})
+            ElementTree.SubElement(case, "skipped", {"message": text(f"{record.status}: {message}")})
         ElementTree.indent(case, level=2)
         return "    " + ElementTree.tostring(case, encoding="unicode") + "\n"
 
@@ -77,7 +81,7 @@ def write_junit(of: ReportOf, path: str) -> None:
     def pieces() -> Iterator[bytes]:
         yield f"<?xml version='1.0' encoding='utf-8'?>\n<testsuites>\n  {opening}\n".encode()
         for record in of.entries:
-            yield of.redactor(testcase(record)).encode("utf-8")
+            yield testcase(record).encode("utf-8")
         yield b"  </testsuite>\n</testsuites>\n"
 
     write_file_whole(path, pieces())

@@ -24,7 +24,7 @@ from apify_jobs.running.executor import Executor, Progress
 from apify_jobs.running.run_facts import add_run_facts, still_running
 from apify_jobs.running.runner import RunContext
 from apify_jobs.running.selection import Plan, resume, resumed_result
-from apify_jobs.running.state import Invocation, State, StoredEntries
+from apify_jobs.running.state import Invocation, State, StateError, StoredEntries
 from apify_jobs.settings import Settings
 
 
@@ -89,6 +89,16 @@ def run_batch(plan: Plan, job_files: list[JobFile], destination: Destination, st
     ``say`` tells the user what they should know (leftovers removed, needs not waited for)."""
     files = [{"path": f.path, "sha256": f.sha256} for f in job_files]
     state.begin({**options.selection, "jobs": [e.job.name for e in plan.entries]}, files)
+    try:
+        return _run(plan, destination, state, client, options, progress_of, say, settings)
+    except StateError as failure:  # one line, exit 2; the run is marked ended, not left unfinished
+        with contextlib.suppress(StateError):
+            state.finish(True, {"error": str(failure)})
+        raise
+
+
+def _run(plan: Plan, destination: Destination, state: State, client: ApiClient, options: BatchOptions,
+         progress_of: Callable[[int], Progress], say: Callable[[str], None], settings: Settings) -> Outcome:
     removed, freed = destination.clean_leftovers(skip=os.path.dirname(state.path))
     if removed:
         say(f"removed {removed} temporary file{'s' * (removed != 1)} that an earlier killed run left behind "

@@ -180,6 +180,10 @@ class State:
                  state_dir: str | None = None):
         self.path = state_path(out_dir, state_dir)
         self._redact = redactor or Redactor()  # what is stored is masked (the invocation's secrets)
+        if os.path.islink(self.path) or (os.path.lexists(self.path) and not os.path.isfile(self.path)):
+            # A link (dangling or not) would put the state, or write through it, somewhere else.
+            raise StateError(f"the state {self.path} is not a regular file (a link, or something else): the state "
+                             "is the tool's own; move it aside")
         if not create and not os.path.exists(self.path):
             raise StateError(f"no state in {out_dir} ({self.path} does not exist): nothing has run into it")
         try:
@@ -200,6 +204,7 @@ class State:
         self._pid_start = _process_start(self._pid)
         self.invocation: int | None = None
         self._held_elsewhere: dict[str, str] = {}  # job -> who runs it, from take_leases
+        self._foreign_open = False  # another process's attempts were open when this one took its leases
 
     def _open(self) -> sqlite3.Connection:
         """Connect, and create the tables if this is the first run into the folder. Another process opening
@@ -332,6 +337,11 @@ class State:
                                 continue
                         mine.append((job, self._pid, self._pid_start, self._host, self.invocation or 0, time.time()))
                     self._db.executemany("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?)", mine)
+                    # Whether any job this process took has attempts another process left open: when none
+                    # has (the usual case), no job looks for them (a query a job, on the hot path).
+                    self._foreign_open = self._foreign_open or self._db.execute(
+                        "SELECT 1 FROM attempts WHERE ended = 0 AND NOT (pid = ? AND host = ?) LIMIT 1",
+                        (self._pid, self._host)).fetchone() is not None
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
 
@@ -366,7 +376,10 @@ class State:
 
     def open_attempts(self, job: str, key: str) -> list[StoredAttempt]:
         """The job's attempts for this request that another process wrote ahead and never ended (it was
-        killed, or its batch was interrupted while they were in flight), oldest first."""
+        killed, or its batch was interrupted while they were in flight), oldest first. Known once this
+        process took its leases (`take_leases`)."""
+        if not self._foreign_open:
+            return []
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, job, request_key, number, task, actor, sent_at, run_id FROM attempts WHERE ended = 0 "
