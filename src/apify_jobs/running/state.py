@@ -437,14 +437,20 @@ class State:
                     self._inbox.put(None)  # close() after these
                     break
                 batch.append(more)
-            failure: StateError | None = None
-            try:
-                self._commit([row for pending in batch for row in pending.rows])
-            except StateError as exc:
-                failure = exc
-            for pending in batch:
-                pending.failure = failure
-                pending.done.set()
+            # Attempts first, in a transaction of their own: a POST waits for its attempt, and should not wait
+            # for the results that ended meanwhile as well (with 50 jobs at once that was ~10 ms a wave).
+            ahead = [pending for pending in batch if pending.rows and pending.rows[0][0] == "attempt"]
+            for group in (ahead, [pending for pending in batch if pending not in ahead]):
+                if not group:
+                    continue
+                failure: StateError | None = None
+                try:
+                    self._commit([row for pending in group for row in pending.rows])
+                except StateError as exc:
+                    failure = exc
+                for pending in group:
+                    pending.failure = failure
+                    pending.done.set()
 
     def _row(self, seq: int, result: JobResult) -> tuple[Any, ...]:
         if result.previous_json is not None:  # resumed: its earlier record, already marked resumed (no decoding)
