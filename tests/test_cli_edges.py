@@ -81,9 +81,10 @@ def test_a_403_says_the_token_lacks_permission_for_the_task(cli, emulator, tmp_p
     server = emulator({"default": {"respond": "status", "status": 403, "errorType": "insufficient-permissions"}})
     path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n  - {name: b, task: me~u}\n")
     code, _, _ = cli("run", path, "--out-dir", tmp_path / "out", "--concurrency", "1", "--no-run-facts")
-    b = jobs_by_name(read_report(tmp_path / "out"))["b"]
+    jobs = jobs_by_name(read_report(tmp_path / "out"))
     assert code == 1 and len(server.state.requests) == 1
-    assert "the token lacks permission for me~t" in b["error"]["message"]
+    assert "the token lacks permission for me~t" in jobs["a"]["error"]["message"]  # said once, where it happened
+    assert jobs["b"]["error"]["message"] == "not sent: the batch stopped (see a)"
 
 
 def test_junit_time_is_the_runs_wall_time_and_classname_the_files_path(cli, emulator, tmp_path: Path,

@@ -181,7 +181,9 @@ def test_auth_failure_stops_the_batch(cli, emulator, tmp_path: Path) -> None:
     report = read_report(tmp_path / "out")
     assert code == 1 and len(server.state.requests) == 1
     assert report["totals"]["failed"] == 1 and report["totals"]["cancelled"] == 9
-    assert "check APIFY_TOKEN" in jobs_by_name(report)["j5"]["error"]["message"]
+    jobs = jobs_by_name(report)  # the reason once, where it happened; the others point there
+    assert "check APIFY_TOKEN" in jobs["j0"]["error"]["message"]
+    assert jobs["j5"]["error"]["message"] == "not sent: the batch stopped (see j0)"
 
 
 def test_progress_lines_and_summary_without_a_terminal(cli, emulator, tmp_path: Path) -> None:

@@ -79,3 +79,37 @@ def test_the_inert_forms_are_what_a_terminal_shows(tmp_path: Path) -> None:
         "a\\u001b[31mb\\u000d\n\\u003a:set-output x\n  \\u003a:warning::y\ttab"
     assert json.loads(shown(json.dumps({"k": "\u202e\x85"}, ensure_ascii=False))) == {"k": "\u202e\x85"}
     ElementTree.fromstring(f"<a b='{xml_text(chr(0) + chr(0xFFFF))}'>{xml_text(chr(1))}</a>")
+
+
+def test_colour_when_asked_for_without_a_terminal(emulator, tmp_path: Path) -> None:
+    emulator()
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n")
+    asked = run_process("run", str(path), "--out-dir", str(tmp_path / "o1"), "--color", "always", "--no-run-facts")
+    forced = run_process("run", str(path), "--out-dir", str(tmp_path / "o2"), "--no-run-facts",
+                         env={"FORCE_COLOR": "1", "NO_COLOR": ""})
+    plain = run_process("run", str(path), "--out-dir", str(tmp_path / "o3"), "--no-run-facts")
+    assert "\x1b[32msucceeded" in asked.stderr and "\x1b[32msucceeded" in forced.stderr
+    assert "\x1b" not in plain.stderr
+
+
+def test_after_a_401_the_refused_token_is_not_sent_again_and_the_reason_is_said_once(emulator, tmp_path: Path) -> None:
+    server = emulator({"default": {"respond": "status", "status": 401}})
+    path = job_file(tmp_path, "jobs:\n" + "".join(f"  - {{name: j{i}, task: me~t}}\n" for i in range(5)))
+    result = run_process("run", str(path), "--out-dir", str(tmp_path / "out"))
+    assert result.returncode == 1 and len(server.state.run_sync_requests()) == 1
+    assert server.state.lookups_of("list-runs") == []  # no run facts with a refused token
+    assert result.stderr.count("see j0") >= 4 and (result.stdout + result.stderr).count("check APIFY_TOKEN") <= 3
+
+
+def test_the_token_echoed_in_other_encodings_is_masked() -> None:
+    import html
+
+    from apify_jobs.redaction import Redactor
+
+    token = "apify_api_Tok3n&Value"
+    redact = Redactor()
+    redact.register(token)
+    for form in (token.upper(), token.encode().hex(), token.encode().hex().upper(), html.escape(token),
+                 "".join(f"&#{ord(c)};" for c in token), json.dumps(json.dumps(token))[1:-1]):
+        masked = redact(f"echo: {form} end")
+        assert form not in masked and "[redacted]" in masked and masked.startswith("echo: "), form

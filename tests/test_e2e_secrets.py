@@ -83,3 +83,53 @@ def test_a_rotated_secret_runs_the_job_again_on_resume(cli, emulator, tmp_path: 
         monkeypatch.setenv("API_KEY", value)
         assert cli("run", path, "--out-dir", tmp_path / "out", "--resume", "--no-run-facts")[0] == 0
     assert len(server.state.requests) == 2
+
+
+HARD_SECRET = 'Pw"9Tz\\é/k-7Qm2'  # a quote, a backslash and a non-ASCII character
+
+
+def _echoing(seen, n):
+    """A server that quotes the request body in its 400 message (common), so the secret arrives JSON-escaped."""
+    from tests.hostile import raw
+
+    body = json.dumps({"error": {"type": "invalid-input", "message": f"invalid input: {seen.body.decode()}"}})
+    return raw("400 Bad Request", body.encode(), {"Content-Type": "application/json"})
+
+
+def test_a_secret_echoed_escaped_by_a_server_is_masked_in_every_channel(cli, tmp_path: Path, monkeypatch) -> None:
+    from tests.conftest import point_at
+    from tests.hostile import HostileServer
+
+    server = HostileServer(_echoing)
+    try:
+        point_at(monkeypatch, server.url)
+        monkeypatch.setenv("HARD", HARD_SECRET)
+        path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, input: {key: '${{ secrets.HARD }}'}}\n")
+        out = tmp_path / "out"
+        code, stdout, stderr = cli("run", path, "--out-dir", out, "-v", "--junit", tmp_path / "junit.xml",
+                                   "--html", tmp_path / "report.html", "--markdown", tmp_path / "summary.md",
+                                   "--no-run-facts")
+        assert code == 1 and server.posts == 1
+        written = [stdout, stderr, *((tmp_path / n).read_text() for n in ("junit.xml", "report.html", "summary.md")),
+                   (out / "report.json").read_text(),
+                   *(state.read_bytes().decode("utf-8", "replace") for state in (out / ".apify-jobs").iterdir())]
+        escaped = json.dumps(HARD_SECRET)[1:-1]
+        for form in (HARD_SECRET, escaped, json.dumps(escaped)[1:-1], json.dumps(HARD_SECRET, ensure_ascii=False)[1:-1],
+                     "Pw&quot;9Tz", "9Tz\\\\\\\\"):
+            for text in written:
+                assert form not in text, (form, text[:300])
+        assert "[redacted]" in (out / "report.json").read_text()
+    finally:
+        server.close()
+
+
+def test_a_secret_cut_in_two_leaves_no_part_of_it() -> None:
+    from apify_jobs.redaction import CUT, Redactor, cut
+
+    redact = Redactor()
+    redact.register("SECRETvalue-0123456789abcdef")
+    message = cut("item 0 at /: 'SECRETvalue-0123456789abcdef' is not of type 'integer'", 24)
+    assert message.endswith(CUT) and "SECRETvalue"[:4] in message
+    shown = redact(message)
+    assert "SECR" not in shown and shown.endswith("[redacted]" + CUT)
+    assert redact("a cut that ends in plain text" + CUT) == "a cut that ends in plain text" + CUT

@@ -514,3 +514,43 @@ def test_lost_outputs_are_fetched_again_from_their_runs_not_paid_for_again(emula
     assert jobs["rec"]["refetched"] and jobs["items"]["refetched"] and not jobs["gone"].get("refetched")
     assert jobs["rec"]["attempts"] == 0 and jobs["gone"]["attempts"] == 1
     assert "cannot be fetched again" in jobs["gone"]["note"] or "no longer has" in jobs["gone"]["note"]
+
+
+def _shard(cli, tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / name
+    assert cli("run", batch(tmp_path, 2, name=f"{name}.yaml"), "--out-dir", folder, "--no-run-facts")[0] == 0
+    return folder
+
+
+def _nothing_written(merged: Path) -> bool:
+    return not merged.exists() or not any(merged.iterdir())
+
+
+@pytest.mark.parametrize("attack", ["symlinked output", "key out of the shard", "into a link to a source",
+                                    "into a source's subfolder"])
+def test_a_hostile_artifact_merges_nothing(cli, emulator, tmp_path: Path, attack: str) -> None:
+    """Downloaded artifacts are untrusted: every shard is checked before anything is written."""
+    import sqlite3
+
+    emulator()
+    shard = _shard(cli, tmp_path, "shard")
+    merged = tmp_path / "merged"
+    secret = tmp_path / "outside.txt"
+    secret.write_text("a file of the runner, not of the shard")
+    if attack == "symlinked output":
+        (shard / "j0.json").unlink()
+        os.symlink(secret, shard / "j0.json")
+    elif attack == "key out of the shard":
+        with sqlite3.connect(shard / ".apify-jobs" / "state.sqlite3") as db:
+            db.execute("UPDATE results SET entry = replace(entry, '\"key\": \"j0.json\"', '\"key\": \"../../x/j0.json\"')")
+    elif attack == "into a link to a source":
+        os.symlink(shard, merged)
+    else:
+        merged = shard / "sub"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = cli("report", "--merge", shard, "--out-dir", merged)
+    assert code == 2 and ("nothing was merged" in err or "give a new folder" in err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written beside the folders either
+    if attack not in ("into a link to a source", "into a source's subfolder"):
+        assert _nothing_written(merged)
+    assert not (tmp_path.parent / "x").exists()

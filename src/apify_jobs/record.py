@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -284,9 +285,10 @@ def resumed_from(text: str, shown: str, key: str) -> tuple[str, WrittenOutput]:
     return json.dumps(entry, ensure_ascii=False), written
 
 
-def to_json(result: JobResult) -> str:
-    """A record as the state stores it."""
-    return json.dumps(result.to_dict(), ensure_ascii=False)
+def to_json(result: JobResult, mask: Callable[[Any], Any] | None = None) -> str:
+    """A record as JSON; ``mask`` (a Redactor's `values`) masks every string before it is serialized."""
+    entry = result.to_dict()
+    return json.dumps(entry if mask is None else mask(entry), ensure_ascii=False)
 
 
 def from_json(text: str, version: int = RECORD_VERSION) -> JobResult:

@@ -24,6 +24,7 @@ from apify_jobs.failures import (
     ServerError,
     SetupFailed,
 )
+from apify_jobs.redaction import CUT
 
 ERROR_BODY_LIMIT = 64 * 1024
 _RUN_ID = re.compile(r"run ID:?\s*([A-Za-z0-9]{6,})|runs?/([A-Za-z0-9]{6,})")
@@ -63,7 +64,7 @@ def _article(what: str) -> str:
 
 
 _TYPE = re.compile(rb'"type"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
-_MESSAGE = re.compile(rb'"message"\s*:\s*"((?:[^"\\]|\\.){0,2000})')
+_MESSAGE = re.compile(rb'"message"\s*:\s*"((?:[^"\\]|\\.){0,2000})("?)')
 
 
 def _error_of(body: bytes) -> tuple[str | None, str]:
@@ -74,7 +75,8 @@ def _error_of(body: bytes) -> tuple[str | None, str]:
         pass
     # An error body cut at its cap (or otherwise broken) still names its type and message near its start.
     kind, message = _TYPE.search(body), _MESSAGE.search(body)
-    return (_unescape(kind.group(1)) if kind else None), (_unescape(message.group(1)) if message else "")
+    shown = _unescape(message.group(1)) + ("" if message.group(2) else CUT) if message else ""  # cut: marked
+    return (_unescape(kind.group(1)) if kind else None), shown
 
 
 def _unescape(raw: bytes) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from apify_jobs.model import Expectations, Job
+from apify_jobs.redaction import cut
 
 Reader = Generator[None, bytes, None]  # sent the output's bytes as they arrive, b"" at the end
 SHOWN = 3  # violations named in the message; the rest are counted
@@ -164,11 +165,11 @@ class Schema(_Check):
 
     def item(self, index: int, value: Any, verdict: Verdict) -> None:
         for error in self._validator.iter_errors(value):
-            verdict.add(f"item {index} at {_pointer(error)}: {error.message[:200]}")
+            verdict.add(f"item {index} at {_pointer(error)}: {cut(error.message, 200)}")
 
     def document(self, value: Any, verdict: Verdict) -> None:
         for error in self._validator.iter_errors(value):
-            verdict.add(f"the document at {_pointer(error)}: {error.message[:200]}")
+            verdict.add(f"the document at {_pointer(error)}: {cut(error.message, 200)}")
 
     def finish(self, seen: Seen, verdict: Verdict) -> None:
         if seen.kind not in ("json", "jsonl"):

@@ -3,6 +3,7 @@ else a line per event."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from apify_jobs.redaction import Redactor
@@ -14,4 +15,8 @@ def make_progress(total: int, quiet: bool, color: str, redact: Redactor) -> Prog
         from apify_jobs.reports.live import LiveProgress, console
 
         return LiveProgress(total, console(color), redact)
-    return Progress(total, quiet, redact=redact)
+    # Without a terminal, colour only when asked for, as `git --color=always` does (FORCE_COLOR too; NO_COLOR
+    # and --color never win over it).
+    forced = color == "always" or (color == "auto" and bool(os.environ.get("FORCE_COLOR"))
+                                   and not os.environ.get("NO_COLOR"))
+    return Progress(total, quiet, redact=redact, colour=forced)

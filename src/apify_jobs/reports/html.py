@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import quote
 
@@ -26,13 +27,17 @@ def _time(value: str | None) -> float | None:
         return None
 
 
-def _text(value: object) -> str:
-    """Any field, as inert HTML text (names, statuses and messages can come from outside)."""
-    return html.escape(str(value), quote=True)
+Text = Callable[[object], str]
+
+
+def _inert(redact: Callable[[str], str]) -> Text:
+    """Any field, masked first, then as inert HTML text (names, statuses and messages can come from outside)."""
+    return lambda value: html.escape(redact(str(value)), quote=True)
 
 
 def render(report: Report, folder: str = ".") -> str:
     """The page; output links are relative to ``folder`` (where the page is written)."""
+    _text = _inert(report.of.redactor)
     jobs = report.records
     spans = [(record, _time(record.started_at), _time(record.finished_at)) for record in jobs]
     known = [t for _, start, end in spans for t in (start, end) if t is not None]
@@ -51,11 +56,11 @@ def render(report: Report, folder: str = ".") -> str:
         "<h1>apify-jobs</h1>",
         f'<p id="summary">{totals.jobs} jobs: {_text(counts or "none")}; '
         f"{finish - origin:.1f} s in all{_text(cost)}</p>",
-        "<h2>Timeline</h2>", _timeline(spans, origin, finish, scale),
-        "<h2>Jobs</h2>", _table(jobs, folder), "</body></html>"])
+        "<h2>Timeline</h2>", _timeline(spans, origin, finish, scale, _text),
+        "<h2>Jobs</h2>", _table(jobs, folder, _text), "</body></html>"])
 
 
-def _timeline(spans: list[Span], origin: float, finish: float, scale: float) -> str:
+def _timeline(spans: list[Span], origin: float, finish: float, scale: float, _text: Text) -> str:
     height = 60 + ROW * len(spans) + 30
     parts = [f'<svg id="timeline" width="{WIDTH}" height="{height}" xmlns="http://www.w3.org/2000/svg" role="img">']
     parts.append(_concurrency(spans, origin, scale))
@@ -105,14 +110,15 @@ def _link(path: str) -> str:
     return "./" + quote(path) if not path.startswith(("/", ".")) else quote(path)
 
 
-def _table(jobs: list[JobResult], folder: str) -> str:
+def _table(jobs: list[JobResult], folder: str, _text: Text) -> str:
     rows = ["<table id=\"jobs\"><tr><th>job</th><th>status</th><th>attempts</th><th>time</th><th>output / error</th>"
             "<th>run</th></tr>"]
     for record in jobs:
         status = record.status.value
         if record.succeeded and record.output is not None and record.output.path:
             shown = os.path.relpath(record.output.path, folder)
-            detail = f'<a href="{_text(_link(shown))}">{_text(shown)}</a>'
+            inside = not shown.startswith(os.pardir) and not os.path.isabs(shown)  # a link only below the page
+            detail = f'<a href="{_text(_link(shown))}">{_text(shown)}</a>' if inside else _text(shown)
         else:
             error = record.error
             detail = _text(f"{error.type}: {error.message}".strip(": ") if error else "")

@@ -13,13 +13,16 @@ from apify_jobs.record import GoingRun, JobResult, Status
 from apify_jobs.redaction import Redactor
 from apify_jobs.reports.report import Totals
 
+_ANSI = {Status.SUCCEEDED: "32", Status.FAILED: "1;31", Status.SKIPPED: "33", Status.CANCELLED: "33"}
+
 
 class Progress:
     """One line per event: a job starting, and each job's end with its status, time and output or error."""
 
     def __init__(self, total: int, quiet: bool = False, stream: IO[str] | None = None,
-                 redact: Redactor | None = None):
+                 redact: Redactor | None = None, colour: bool = False):
         self.stream = stream or sys.stderr
+        self.colour = colour  # statuses in colour without a terminal (--color always, FORCE_COLOR)
         self.redact = redact or Redactor()
         self.live = False
         self.quiet = quiet
@@ -55,7 +58,12 @@ class Progress:
             self._redraw()
 
     def _status_line(self, result: JobResult, text: str) -> None:
-        self._line(text)
+        if not self.colour:
+            self._line(text)
+            return
+        status, rest = text[:9], shown(self.redact(text[9:]))  # the status is ours; the rest made inert first
+        self.stream.write(f"\x1b[{_ANSI[result.status]}m{status}\x1b[0m{rest}\n")
+        self.stream.flush()
 
     def tick(self) -> None:
         with self._lock:

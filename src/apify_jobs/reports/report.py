@@ -115,7 +115,7 @@ def json_text(of: ReportOf) -> Iterator[str]:
     yield redact(head.removesuffix("\n}") + ',\n  "jobs": [')
     separator = "\n    "
     stored = getattr(of.entries, "as_json", None)  # the state's records are JSON already
-    for text in stored() if stored is not None else (to_json(record) for record in of.entries):
+    for text in stored() if stored is not None else (to_json(record, redact.values) for record in of.entries):
         yield redact(separator + text)
         separator = ",\n    "
     yield ("]" if separator == "\n    " else "\n  ]") + "\n}\n"

@@ -111,8 +111,9 @@ def markdown(of: ReportOf) -> str:
         detail = (record.output.path if record.output else "") if record.succeeded else \
             f"{error.type if error else ''}: {error.message if error else ''}"
         run = f"[{record.run.run_id}]({record.run.console_url})" if record.run else ""
-        cell = detail.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {record.name} | {record.status} | {record.attempts} | {cell} | {run} |")
+        cell = of.redactor(detail).replace("|", "\\|").replace("\n", " ")  # masked, then escaped
+        name = of.redactor(record.name).replace("|", "\\|")
+        lines.append(f"| {name} | {record.status} | {record.attempts} | {cell} | {run} |")
     return "\n".join(lines) + "\n"
 
 

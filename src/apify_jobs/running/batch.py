@@ -145,7 +145,9 @@ def _after_the_batch(options: BatchOptions, context: RunContext, results: list[J
         except JobFailure as failure:
             say(f"could not look up the runs still going: {failure}")
             return []
-    if options.run_facts:
+    if any(r.http_status == 401 for r in results):  # the token was refused: it is not sent again for facts
+        say("run facts not looked up: the token was refused (HTTP 401)")
+    elif options.run_facts:
         add_run_facts(context.client, context.attempts, results, context.settings)
     return []
 

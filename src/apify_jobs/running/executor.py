@@ -8,6 +8,7 @@ instead of waiting for them (daemon threads do not hold the process open).
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import signal
 import threading
@@ -277,7 +278,12 @@ class Executor:
         if result.status is not Status.FAILED:
             return
         if result.error is not None and result.error.stops_batch:
-            self._stop_all = f"not sent: {entry.job.name} failed ({_stop_reason(result)})"
+            # The reason is said once, by the job that failed; the others point at it (1,000 cancelled jobs
+            # repeating a TLS failure's reason were 2,000 long lines).
+            result.error = dataclasses.replace(result.error, message=f"{result.error.message}; the batch stops: "
+                                                                     f"{_stop_reason(result)}")
+            self._stop_all = f"not sent: the batch stopped (see {entry.job.name})"
+
         elif self.plan.fail_fast_all:
             self._stop_all = f"not sent: {entry.job.name} failed and --fail-fast is on"
         elif self.plan.file_fail_fast[entry.file_index]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -51,8 +52,12 @@ class _Candidate:
 
 
 def merge(folders: list[str], out_dir: str, state_dir: str | None = None) -> Merged:
-    if os.path.abspath(out_dir) in {os.path.abspath(f) for f in folders}:
-        raise MergeRefused(f"--out-dir {out_dir} is one of the folders merged; give a new folder")
+    merged_into = os.path.realpath(out_dir)  # links resolved: a link to a source is that source
+    for folder in folders:
+        source = os.path.realpath(folder)
+        if merged_into == source or merged_into.startswith(source + os.sep) or source.startswith(merged_into + os.sep):
+            raise MergeRefused(f"--out-dir {out_dir} is, or is inside, or holds the folder merged {folder}; give a "
+                               "new folder beside them")
     loaded = []
     for folder in folders:
         state = State(folder, create=False)
@@ -127,7 +132,19 @@ def _check(candidate: _Candidate) -> None:
                            f"{candidate.relative!r}, outside its folder: the artifact is damaged or hostile; nothing "
                            "was merged")
     source = os.path.join(candidate.folder, candidate.relative)
-    expected = candidate.result.record.output.sha256 if candidate.result.record.output else None
+    output = candidate.result.record.output
+    try:
+        status = os.lstat(source)
+    except OSError as exc:
+        raise MergeRefused(f"{source}, the output of {candidate.result.job}, cannot be read ({exc.strerror}); "
+                           "nothing was merged") from None
+    if not stat.S_ISREG(status.st_mode):  # a link could bring any file of the machine into the next artifact
+        raise MergeRefused(f"{source}, the output of {candidate.result.job}, is not a regular file (a link?): the "
+                           "artifact is damaged or hostile; nothing was merged")
+    if output is not None and status.st_size != output.bytes:
+        raise MergeRefused(f"{source} has {status.st_size} bytes, not the {output.bytes} its run recorded: the "
+                           "artifact is damaged or was changed; nothing was merged")
+    expected = output.sha256 if output else None
     if sha256_of(source) != expected:
         raise MergeRefused(f"{source} does not match the sha256 its run recorded ({str(expected)[:12]}…): the "
                            "artifact is damaged or was changed; nothing was merged")

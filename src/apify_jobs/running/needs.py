@@ -19,6 +19,7 @@ from apify_jobs.jobfile.expressions import Context, ExpressionError, NeedsValues
 from apify_jobs.model import INPUT_LIMIT_BYTES, Job
 from apify_jobs.outputs.destination import Destination
 from apify_jobs.record import JobResult, RunFacts, WrittenOutput
+from apify_jobs.redaction import cut
 
 OUTPUT_LIMIT = 64 << 20  # an output used in an expression is parsed whole: up to this size
 
@@ -205,4 +206,4 @@ def _kind(value: Any) -> str:
         return f"an object with keys {keys}" if keys else "an empty object"
     if isinstance(value, list):
         return f"a list of {len(value)}"
-    return f"{type(value).__name__} {json.dumps(value)[:40]}"
+    return f"{type(value).__name__} {cut(json.dumps(value, ensure_ascii=False), 40)}"

@@ -456,7 +456,7 @@ class State:
         if result.previous_json is not None:  # resumed: its earlier record, already marked resumed (no decoding)
             output, text = result.output, result.previous_json
         else:
-            output, text = result.output, to_json(result)
+            output, text = result.output, to_json(result, self._redact.values)  # masked, then serialized
         return (self.invocation, seq, result.name, request_key(result), result.status.value,
                 result.error.type if result.error else None, int(result.resumed),
                 output.path if output else None, output.sha256 if output else None, result.finished_at,
@@ -491,7 +491,8 @@ class State:
                 with self._transaction():
                     self._db.executemany(
                         "UPDATE results SET entry = ?, record_version = ? WHERE invocation = ? AND job = ? "
-                        "AND resumed = 0", ((self._redact(to_json(r)), RECORD_VERSION, self.invocation, r.name)
+                        "AND resumed = 0", ((self._redact(to_json(r, self._redact.values)), RECORD_VERSION,
+                                             self.invocation, r.name)
                                          for r in results))
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
