@@ -133,3 +133,37 @@ def test_a_secret_cut_in_two_leaves_no_part_of_it() -> None:
     shown = redact(message)
     assert "SECR" not in shown and shown.endswith("[redacted]" + CUT)
     assert redact("a cut that ends in plain text" + CUT) == "a cut that ends in plain text" + CUT
+
+
+SHORT_SECRET = "k9$Qz!"  # six characters
+
+
+def test_a_secret_cut_in_two_by_an_expectation_message_leaks_no_part(cli, emulator, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """The run echoes the input; `expect.schema` reports the value in a message cut at 200 characters, with the
+    cut inside the secret: no part of it reaches any channel."""
+    secret = "Sx7-" + "q" * 30 + "-tail-of-the-secret"
+    monkeypatch.setenv("LONG", secret)
+    monkeypatch.setenv("SHORT", SHORT_SECRET)
+    emulator()
+    padding = "p" * 170  # puts the cut inside the secret
+    path = job_file(tmp_path, f"""
+        jobs:
+          - name: a
+            task: me~t
+            input: {{value: "{padding}${{{{ secrets.LONG }}}}", short: "${{{{ secrets.SHORT }}}}"}}
+            expect: {{schema: {{type: object, properties: {{input: {{type: object, properties: {{value: {{type: integer}}, short: {{type: integer}}}}}}}}}}}}
+        """)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", path, "--out-dir", out, "-v", "--junit", tmp_path / "junit.xml", "--html",
+                               tmp_path / "r.html", "--markdown", tmp_path / "s.md", "--no-run-facts")
+    assert code == 1
+    printed = cli("report", "--out-dir", out, "--json", tmp_path / "again.json")[1]
+    channels = [stdout, stderr, printed, *((tmp_path / n).read_text() for n in ("junit.xml", "r.html", "s.md",
+                                                                                "again.json")),
+                (out / "report.json").read_text(),
+                *(f.read_bytes().decode("utf-8", "replace") for f in (out / ".apify-jobs").iterdir())]
+    message = json.loads((out / "report.json").read_text())["jobs"][0]["error"]["message"]
+    assert "expectation" in message and "\u2026" in message  # the violation was cut
+    for text in channels:
+        assert secret[:8] not in text and SHORT_SECRET not in text and "tail-of-the" not in text

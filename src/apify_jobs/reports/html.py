@@ -122,7 +122,9 @@ def _table(jobs: list[JobResult], folder: str, _text: Text) -> str:
         else:
             error = record.error
             detail = _text(f"{error.type}: {error.message}".strip(": ") if error else "")
-        run = (f'<a href="{_text(record.run.console_url)}">{_text(record.run.run_id)}</a>' if record.run else "")
+        # The run's ID, with its console address to copy: the page links only to files below it (no scheme).
+        run = (f'<span class="run" title="{_text(record.run.console_url)}">{_text(record.run.run_id)}</span>'
+               if record.run else "")
         seconds = f"{record.duration_ms / 1000:.1f} s" if record.duration_ms is not None else "-"
         rows.append(f"<tr><td>{_text(record.name)}</td>"
                     f'<td class="status" style="color:{COLOURS.get(status, "#222")}">{_text(status)}</td>'
