@@ -24,7 +24,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,8 @@ from apify_jobs.record import RECORD_VERSION, JobResult, RecordError, from_json,
 from apify_jobs.redaction import Redactor
 
 STATE_FILE = "state.sqlite3"
-SCHEMA_VERSION = 2  # 2: results.record_version and results.output_key; the attempts table
+SCHEMA_VERSION = 2  # 2: results.record_version and results.output_key
+AHEAD_FILE = "attempts.sqlite3"  # attempts written ahead: a file (and a write lock) of their own
 BUSY_TIMEOUT_MS = 30_000
 FOREIGN_LEASE_SECONDS = 24 * 3600  # a lease held from another machine is trusted this long
 
@@ -61,6 +62,24 @@ def request_key(result: JobResult) -> str:
     text = json.dumps([target, result.endpoint, sorted(result.query.items()), result.input_sha256])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
+
+_AHEAD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attempts (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    request_key TEXT NOT NULL,
+    invocation INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    task TEXT NOT NULL,
+    actor INTEGER NOT NULL,
+    sent_at REAL NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    ended INTEGER NOT NULL DEFAULT 0,
+    run_id TEXT
+);
+CREATE INDEX IF NOT EXISTS open_attempts ON attempts(ended, job);
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS invocations (
@@ -94,21 +113,6 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_by_job ON results(job, request_key, status, id);
 CREATE INDEX IF NOT EXISTS results_by_invocation ON results(invocation, job);
-CREATE TABLE IF NOT EXISTS attempts (
-    id TEXT PRIMARY KEY,
-    job TEXT NOT NULL,
-    request_key TEXT NOT NULL,
-    invocation INTEGER NOT NULL,
-    number INTEGER NOT NULL,
-    task TEXT NOT NULL,
-    actor INTEGER NOT NULL,
-    sent_at REAL NOT NULL,
-    pid INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    ended INTEGER NOT NULL DEFAULT 0,
-    run_id TEXT
-);
-CREATE INDEX IF NOT EXISTS open_attempts ON attempts(ended, job);
 CREATE TABLE IF NOT EXISTS leases (
     job TEXT PRIMARY KEY,
     pid INTEGER NOT NULL,
@@ -195,10 +199,18 @@ class State:
         except OSError as exc:
             raise StateError(f"cannot open the state {self.path}: {exc.strerror or exc}") from None
         self._lock = threading.RLock()
-        # Group commit of results: one committer thread takes whatever rows wait and commits them together.
-        self._inbox: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._committer: threading.Thread | None = None
-        self._committer_lock = threading.Lock()
+        # Group commit: one committer thread takes whatever rows wait and commits them together. Attempts have
+        # a committer, a connection and a file of their own: a POST waits for its attempt, never for results
+        # that commit meanwhile (with 256 jobs at once a wave of starts waited ~60 ms behind a wave of ends).
+        self._results = _GroupCommit(self._commit, "state-commit")
+        ahead = os.path.join(os.path.dirname(self.path), AHEAD_FILE)
+        try:
+            self._ahead_db = self._connect(ahead, _AHEAD_SCHEMA)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            self._db.close()
+            raise StateError(f"cannot open {ahead}: {exc}") from None
+        self._ahead_lock = threading.Lock()
+        self._ahead = _GroupCommit(self._commit_attempts, "attempts-commit")
         self._host = socket.gethostname()
         self._pid = os.getpid()
         self._pid_start = _process_start(self._pid)
@@ -244,9 +256,6 @@ class State:
             elif version == 1:  # before records carried their version: every one of them is version 1
                 db.execute("ALTER TABLE results ADD COLUMN record_version INTEGER NOT NULL DEFAULT 1")
                 db.execute("ALTER TABLE results ADD COLUMN output_key TEXT")
-                for statement in _SCHEMA.split(";"):  # the tables version 1 did not have
-                    if "CREATE TABLE IF NOT EXISTS attempts" in statement or "open_attempts" in statement:
-                        db.execute(statement)
             if version < SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("SELECT count(*) FROM results").fetchone()
@@ -256,13 +265,35 @@ class State:
             raise
 
     def close(self) -> None:
-        with self._committer_lock:
-            if self._committer is not None:
-                self._inbox.put(None)
-                self._committer.join()
-                self._committer = None
+        self._results.close()
+        self._ahead.close()
         with self._lock:
             self._db.close()
+        with self._ahead_lock:
+            self._ahead_db.close()
+
+    @staticmethod
+    def _connect(path: str, schema: str) -> sqlite3.Connection:
+        """A connection to one of the state's files (WAL), its tables created if new; opened again while
+        another process creates the same file (some steps answer "locked" without waiting)."""
+        if os.path.islink(path):
+            raise StateError(f"{path} is a link: the state is the tool's own; move it aside")
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+                db.executescript(schema)
+                return db
+            except sqlite3.OperationalError as exc:
+                db.close()
+                busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     class _Tx:
         def __init__(self, db: sqlite3.Connection):
@@ -299,6 +330,11 @@ class State:
                     (now(), int(interrupted), self._redact(json.dumps(extra or {})), self.invocation))
         with self._lock:
             self._write("DELETE FROM leases WHERE pid = ? AND host = ?", (self._pid, self._host))
+            ended = [row[0] for row in self._db.execute(
+                "SELECT DISTINCT job FROM results WHERE invocation = ? AND status != 'cancelled'", (self.invocation,))]
+        # The attempts of jobs that ended are settled: kept no longer (only a killed or interrupted run's stay).
+        self._write_ahead_many("DELETE FROM attempts WHERE invocation = ? AND job = ?",
+                               [(self.invocation, job) for job in ended])
 
     def invocation_of(self, which: str) -> Invocation:
         """``last``, or an invocation's number."""
@@ -339,9 +375,7 @@ class State:
                     self._db.executemany("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?)", mine)
                     # Whether any job this process took has attempts another process left open: when none
                     # has (the usual case), no job looks for them (a query a job, on the hot path).
-                    self._foreign_open = self._foreign_open or self._db.execute(
-                        "SELECT 1 FROM attempts WHERE ended = 0 AND NOT (pid = ? AND host = ?) LIMIT 1",
-                        (self._pid, self._host)).fetchone() is not None
+                    self._foreign_open = self._foreign_open or self._has_foreign_open()
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
 
@@ -366,13 +400,16 @@ class State:
         """Commit an attempt before its POST is sent, and return once it is committed: after a kill at any
         instant, every request that may have started a run is in the state. Attempts that start together
         share one transaction (the committer's group commit, as results do)."""
-        self._record_rows([("attempt", attempt_id, job, key, self.invocation or 0, number, task, int(actor),
-                            time.time(), self._pid, self._host)])
+        self._ahead.submit([(attempt_id, job, key, self.invocation or 0, number, task, int(actor), time.time(),
+                             self._pid, self._host)])
 
     def earlier_run(self, job: str, key: str) -> JobResult | None:
         """The job's latest success for this request, decoded (its run and output), whatever its output is now."""
         earlier = self.latest_success(job, key)
         return None if earlier is None else self._readable(RECORD_VERSION, earlier.text)
+
+    def _has_foreign_open(self) -> bool:
+        return bool(self._open_attempts("AND NOT (pid = ? AND host = ?)", (self._pid, self._host)))
 
     def open_attempts(self, job: str, key: str) -> list[StoredAttempt]:
         """The job's attempts for this request that another process wrote ahead and never ended (it was
@@ -380,77 +417,54 @@ class State:
         process took its leases (`take_leases`)."""
         if not self._foreign_open:
             return []
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, job, request_key, number, task, actor, sent_at, run_id FROM attempts WHERE ended = 0 "
-                "AND job = ? AND request_key = ? AND NOT (pid = ? AND host = ?) ORDER BY sent_at",
-                (job, key, self._pid, self._host)).fetchall()
-        return [StoredAttempt(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows]
+        return self._open_attempts("AND job = ? AND request_key = ? AND NOT (pid = ? AND host = ?)",
+                          (job, key, self._pid, self._host))
 
     def in_flight(self) -> list[StoredAttempt]:
-        """Every attempt no process ended: what `apify-jobs abort` aborts and `plan --resume` shows."""
+        """Every attempt still open: what `apify-jobs abort` aborts and `plan --resume` shows."""
+        return self._open_attempts("", ())
+
+    def _open_attempts(self, where: str, params: tuple[Any, ...]) -> list[StoredAttempt]:
+        """Attempts not aborted whose job has not ended since (a result other than cancelled, in their run or a
+        later one, settles every run its attempts started); oldest first."""
+        with self._ahead_lock:
+            rows = self._ahead_db.execute(
+                "SELECT id, job, request_key, number, task, actor, sent_at, run_id, invocation FROM attempts "
+                f"WHERE ended = 0 {where} ORDER BY sent_at", params).fetchall()
+        if not rows:
+            return []
+        jobs = sorted({r[1] for r in rows})
         with self._lock:
-            rows = self._db.execute("SELECT id, job, request_key, number, task, actor, sent_at, run_id FROM attempts "
-                                    "WHERE ended = 0 ORDER BY sent_at").fetchall()
-        return [StoredAttempt(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows]
+            ended = dict(self._db.execute(
+                f"SELECT job, max(invocation) FROM results WHERE status != 'cancelled' AND job IN "
+                f"({','.join('?' * len(jobs))}) GROUP BY job", jobs).fetchall())
+        return [StoredAttempt(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows
+                if ended.get(r[1], -1) < r[8]]
 
     def note_runs(self, runs: dict[str, str]) -> None:
         """The runs attempts started, once known (attempt ID -> run ID)."""
         if runs:
-            self._write_many("UPDATE attempts SET run_id = ? WHERE id = ?", [(run, a) for a, run in runs.items()])
+            self._write_ahead_many("UPDATE attempts SET run_id = ? WHERE id = ?", [(run, a) for a, run in runs.items()])
 
     def end_attempts(self, ids: list[str]) -> None:
         """These attempts' runs are settled (aborted): nothing will adopt them."""
         if ids:
-            self._write_many("UPDATE attempts SET ended = 1 WHERE id = ?", [(a,) for a in ids])
+            self._write_ahead_many("UPDATE attempts SET ended = 1 WHERE id = ?", [(a,) for a in ids])
 
-    def _write_many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
-        with self._lock:
+    def _write_ahead_many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        with self._ahead_lock:
             try:
-                with self._transaction():
-                    self._db.executemany(sql, params)
+                with State._Tx(self._ahead_db):
+                    self._ahead_db.executemany(sql, params)
             except sqlite3.DatabaseError as exc:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
 
-    def _record_rows(self, rows: list[tuple[Any, ...]]) -> None:
-        with self._committer_lock:
-            if self._committer is None:
-                self._committer = threading.Thread(target=self._commit_what_waits, name="state-commit", daemon=True)
-                self._committer.start()
-        pending = _Pending(rows)
-        self._inbox.put(pending)
-        pending.done.wait()
-        if pending.failure is not None:
-            raise pending.failure
+    def _commit_attempts(self, rows: list[tuple[Any, ...]]) -> None:
+        self._write_ahead_many("INSERT OR IGNORE INTO attempts (id, job, request_key, invocation, number, task, actor, "
+                               "sent_at, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def _commit_what_waits(self) -> None:
-        """The committer: each waiting thread is woken once, when its rows are committed (a condition shared
-        by every waiting thread woke them all at each commit: ~3,000 futex calls a job, 256 jobs wide)."""
-        while (first := self._inbox.get()) is not None:
-            batch = [first]
-            while True:
-                try:
-                    more = self._inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._inbox.put(None)  # close() after these
-                    break
-                batch.append(more)
-            # Attempts first, in a transaction of their own: a POST waits for its attempt, and should not wait
-            # for the results that ended meanwhile as well (with 50 jobs at once that was ~10 ms a wave).
-            ahead = [pending for pending in batch if pending.rows and pending.rows[0][0] == "attempt"]
-            for group in (ahead, [pending for pending in batch if pending not in ahead]):
-                if not group:
-                    continue
-                failure: StateError | None = None
-                try:
-                    self._commit([row for pending in group for row in pending.rows])
-                except StateError as exc:
-                    failure = exc
-                for pending in group:
-                    pending.failure = failure
-                    pending.done.set()
+    def _record_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        self._results.submit(rows)
 
     def _row(self, seq: int, result: JobResult) -> tuple[Any, ...]:
         if result.previous_json is not None:  # resumed: its earlier record, already marked resumed (no decoding)
@@ -463,18 +477,9 @@ class State:
                 self._redact(text), RECORD_VERSION, output.key if output else None)
 
     def _commit(self, rows: list[tuple[Any, ...]]) -> None:
-        attempts = [row[1:] for row in rows if row[0] == "attempt"]
-        rows = [row for row in rows if row[0] != "attempt"]
         with self._lock:
             try:
                 with self._transaction():
-                    self._db.executemany("INSERT OR IGNORE INTO attempts (id, job, request_key, invocation, number, "
-                                         "task, actor, sent_at, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                         attempts)
-                    # A job that ended (but by Ctrl-C) settled every run its attempts started, earlier
-                    # processes' included; a cancelled job's attempts stay open, to be adopted.
-                    self._db.executemany("UPDATE attempts SET ended = 1 WHERE job = ? AND ended = 0",
-                                         [(row[2],) for row in rows if row[4] != "cancelled"])
                     self._db.executemany(
                         "INSERT INTO results (invocation, seq, job, request_key, status, error_type, resumed, "
                         "output_path, output_sha256, finished_at, entry, record_version, output_key) "
@@ -610,7 +615,7 @@ class StoredEntries:
 
 
 class _Pending:
-    """Rows waiting for the committer, and what became of them."""
+    """Rows waiting for a committer, and what became of them."""
 
     __slots__ = ("rows", "done", "failure")
 
@@ -618,6 +623,58 @@ class _Pending:
         self.rows = rows
         self.done = threading.Event()
         self.failure: StateError | None = None
+
+
+class _GroupCommit:
+    """One committer thread: it takes whatever rows wait and commits them in one transaction, then wakes each
+    waiting thread once (a condition shared by every waiting thread woke them all at each commit: ~3,000
+    futex calls a job, 256 jobs wide). ``submit`` returns once its rows are committed."""
+
+    def __init__(self, commit: Callable[[list[tuple[Any, ...]]], None], name: str):
+        self._commit = commit
+        self._name = name
+        self._inbox: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, rows: list[tuple[Any, ...]]) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        pending = _Pending(rows)
+        self._inbox.put(pending)
+        pending.done.wait()
+        if pending.failure is not None:
+            raise pending.failure
+
+    def close(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                self._inbox.put(None)
+                self._thread.join()
+                self._thread = None
+
+    def _run(self) -> None:
+        while (first := self._inbox.get()) is not None:
+            batch = [first]
+            while True:
+                try:
+                    more = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._inbox.put(None)  # close() after these
+                    break
+                batch.append(more)
+            failure: StateError | None = None
+            try:
+                self._commit([row for pending in batch for row in pending.rows])
+            except StateError as exc:
+                failure = exc
+            for pending in batch:
+                pending.failure = failure
+                pending.done.set()
 
 
 @dataclass(frozen=True)
