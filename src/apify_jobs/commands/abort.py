@@ -5,45 +5,31 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from apify_jobs.api.client import ApiClient, check_base_url
-from apify_jobs.api.identity import Attempts
 from apify_jobs.api.request import DEFAULT_BASE_URL
 from apify_jobs.api.token import token_from
 from apify_jobs.cli_output import print_safely
 from apify_jobs.environment import Environment
 from apify_jobs.errors import ExitStatus
 from apify_jobs.reports.progress import interrupted_runs
-from apify_jobs.running.run_facts import abort_runs, going_runs
-from apify_jobs.running.runner import CLOCK_MARGIN
+from apify_jobs.running.batch import abort_in_flight
 from apify_jobs.running.state import State
 
 
 def main(args: argparse.Namespace, env: Environment) -> int:
     state = State(args.out_dir, create=False, redactor=env.redactor, state_dir=args.state_dir)
     try:
-        in_flight = state.in_flight()
-        if not in_flight:
+        if not state.in_flight():
             print_safely("apify-jobs: no run is in flight in the state: nothing to abort")
             return ExitStatus.OK
         base_url = env.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL
         check_base_url(base_url)
         client = ApiClient(token_from(env.environ, env.redactor), base_url=base_url)
-        attempts = Attempts()
-        suspects = [attempts.restore(a.id, a.job, a.task, a.number, a.actor,
-                                     time.monotonic() - max(time.time() - a.sent_at, 0.0) - CLOCK_MARGIN)
-                    for a in in_flight]
-        for suspect, stored in zip(suspects, in_flight, strict=True):
-            suspect.run_id = stored.run_id
         try:
-            going = going_runs(client, suspects, env.settings)
-            abort_runs(client, going)
+            going = abort_in_flight(state, client, env.settings)
         finally:
             client.close()
-        aborted = {g.run_id for g in going if g.aborted}
-        state.end_attempts([a.id for a in suspects if a.run_id in aborted])
-        state.note_runs({a.id: a.run_id for a in suspects if a.run_id})
     finally:
         state.close()
     print_safely(interrupted_runs(going, True, env.redactor), sys.stderr)

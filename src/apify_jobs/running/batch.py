@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apify_jobs.api.client import ApiClient
+from apify_jobs.api.identity import Attempts
 from apify_jobs.errors import ExitStatus, UsageError
 from apify_jobs.failures import JobFailure, OutputFailure
 from apify_jobs.files import check_writable_folder
@@ -21,8 +22,8 @@ from apify_jobs.outputs.destination import Destination
 from apify_jobs.outputs.paths import may_land_on
 from apify_jobs.record import GoingRun, JobResult
 from apify_jobs.running.executor import Executor, Progress
-from apify_jobs.running.run_facts import add_run_facts, still_running
-from apify_jobs.running.runner import RunContext
+from apify_jobs.running.run_facts import abort_runs, add_run_facts, going_runs, still_running
+from apify_jobs.running.runner import RunContext, restored
 from apify_jobs.running.selection import Plan, resume, resumed_result
 from apify_jobs.running.state import Invocation, State, StateError, StoredEntries
 from apify_jobs.settings import Settings
@@ -119,9 +120,7 @@ def _run(plan: Plan, destination: Destination, state: State, client: ApiClient, 
         with interrupts(executor):
             results = executor.run()
     finally:
-        close = getattr(progress, "close", None)
-        if close is not None:
-            close()
+        progress.close()
     if executor.journal_failure is not None:  # one line and exit 2: the outputs written so far stay
         raise executor.journal_failure
     going = _after_the_batch(options, context, results, executor.interrupted, say)
@@ -150,6 +149,19 @@ def _after_the_batch(options: BatchOptions, context: RunContext, results: list[J
     elif options.run_facts:
         add_run_facts(context.client, context.attempts, results, context.settings)
     return []
+
+
+def abort_in_flight(state: State, client: ApiClient, settings: Settings) -> list[GoingRun]:
+    """`apify-jobs abort`: the runs of the attempts the state holds open, aborted where still going; the
+    aborted ones' attempts are settled (nothing will adopt them), the others learn their run's ID."""
+    attempts = Attempts()
+    suspects = [restored(attempts, stored) for stored in state.in_flight()]
+    going = going_runs(client, suspects, settings)
+    abort_runs(client, going)
+    aborted = {g.run_id for g in going if g.aborted}
+    state.end_attempts([a.id for a in suspects if a.run_id in aborted])
+    state.note_runs({a.id: a.run_id for a in suspects if a.run_id})
+    return going
 
 
 @contextlib.contextmanager

@@ -35,6 +35,8 @@ class Progress(Protocol):
 
     def tick(self) -> None: ...
 
+    def close(self) -> None: ...
+
 
 GRACE_SECONDS = 1.0  # after Ctrl-C, how long a job that is just finishing may still report success
 

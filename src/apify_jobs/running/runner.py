@@ -177,6 +177,16 @@ def facts_of(result: JobResult, context: RunContext) -> RunFacts | None:
     return result.run
 
 
+def restored(attempts: Attempts, stored: StoredAttempt) -> Attempt:
+    """An attempt another process wrote ahead, back in ``attempts``: its send time on this machine's monotonic
+    clock, from the wall-clock time it was written, less CLOCK_MARGIN (its run is looked for by identity)."""
+    elapsed = max(time.time() - stored.sent_at, 0.0) + CLOCK_MARGIN
+    attempt = attempts.restore(stored.id, stored.job, stored.task, stored.number, stored.actor,
+                               time.monotonic() - elapsed)
+    attempt.run_id = stored.run_id
+    return attempt
+
+
 def _adopt_in_flight(job: Job, context: RunContext, key: str, result: JobResult, write: _Write) -> bool:
     """The runs that attempts of a killed or interrupted process started for this very request: looked for by
     identity and adopted (followed, the output collected and checked, as after a drop) before anything is
@@ -185,9 +195,7 @@ def _adopt_in_flight(job: Job, context: RunContext, key: str, result: JobResult,
     if context.ledger is None:
         return False
     for stored in context.ledger.open_attempts(job.name, key):
-        elapsed = max(time.time() - stored.sent_at, 0.0) + CLOCK_MARGIN
-        sent = context.attempts.restore(stored.id, job.name, stored.task, stored.number, stored.actor,
-                                        time.monotonic() - elapsed)
+        sent = restored(context.attempts, stored)
         result.attempt_ids.append(sent.id)
         log.warning("%s: attempt %s of an earlier process never ended; looking for its run before sending",
                     job.name, stored.id)

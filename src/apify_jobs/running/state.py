@@ -162,6 +162,30 @@ class Earlier:
     output_key: str | None  # None: a record from before keys (its path then says where)
 
 
+def _connect(path: str, prepare: Callable[[sqlite3.Connection], object]) -> sqlite3.Connection:
+    """A connection to one of the state's files, in WAL mode, then ``prepare``d (tables created if new).
+    Another process opening the same new file at once makes some of these steps answer "locked" without
+    waiting (switching to WAL does), so the whole opening is tried again until the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode = WAL")
+            # A crash of the process loses nothing committed; a power cut may lose the last commits, which
+            # --resume then re-checks against the outputs' sha256 (it never trusts the state alone).
+            db.execute("PRAGMA synchronous = NORMAL")
+            prepare(db)
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _process_start(pid: int) -> str | None:
     """When process ``pid`` started (clock ticks since boot), to tell it from a later process with its PID."""
     try:
@@ -191,7 +215,7 @@ class State:
             raise StateError(f"no state in {out_dir} ({self.path} does not exist): nothing has run into it")
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self._db = self._open()
+            self._db = _connect(self.path, self._prepare)  # tables created on the first run into the folder
         except sqlite3.DatabaseError as exc:
             raise StateError(f"the state {self.path} cannot be read ({exc}); move it aside to start afresh "
                              "(--resume then re-runs everything)") from None
@@ -204,7 +228,9 @@ class State:
         self._results = _GroupCommit(self._commit, "state-commit")
         ahead = os.path.join(os.path.dirname(self.path), AHEAD_FILE)
         try:
-            self._ahead_db = self._connect(ahead, _AHEAD_SCHEMA)
+            if os.path.islink(ahead):
+                raise StateError(f"{ahead} is a link: the state is the tool's own; move it aside")
+            self._ahead_db = _connect(ahead, lambda db: db.executescript(_AHEAD_SCHEMA))
         except (sqlite3.DatabaseError, OSError) as exc:
             self._db.close()
             raise StateError(f"cannot open {ahead}: {exc}") from None
@@ -217,31 +243,7 @@ class State:
         self._held_elsewhere: dict[str, str] = {}  # job -> who runs it, from take_leases
         self._foreign_open = False  # another process's attempts were open when this one took its leases
 
-    def _open(self) -> sqlite3.Connection:
-        """Connect, and create the tables if this is the first run into the folder. Another process opening
-        the same new state at once makes some of these steps answer "locked" without waiting (switching to
-        WAL does), so the whole opening is tried again until the busy timeout."""
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-        while True:
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                 check_same_thread=False)
-            try:
-                self._prepare(db)
-                return db
-            except sqlite3.OperationalError as exc:
-                db.close()
-                busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-                if not busy or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
     def _prepare(self, db: sqlite3.Connection) -> None:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.execute("PRAGMA journal_mode = WAL")
-        # A crash of the process loses nothing committed; a power cut may lose the last commits, which
-        # --resume then re-checks against the outputs' sha256 (it never trusts the state alone).
-        db.execute("PRAGMA synchronous = NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -270,29 +272,6 @@ class State:
             self._db.close()
         with self._ahead_lock:
             self._ahead_db.close()
-
-    @staticmethod
-    def _connect(path: str, schema: str) -> sqlite3.Connection:
-        """A connection to one of the state's files (WAL), its tables created if new; opened again while
-        another process creates the same file (some steps answer "locked" without waiting)."""
-        if os.path.islink(path):
-            raise StateError(f"{path} is a link: the state is the tool's own; move it aside")
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-        while True:
-            db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
-            try:
-                db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    db.execute("PRAGMA journal_mode = WAL")
-                db.execute("PRAGMA synchronous = NORMAL")
-                db.executescript(schema)
-                return db
-            except sqlite3.OperationalError as exc:
-                db.close()
-                busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-                if not busy or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
 
     class _Tx:
         def __init__(self, db: sqlite3.Connection):
