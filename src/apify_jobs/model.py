@@ -52,6 +52,8 @@ class Expectations:
     content_type: str | None = None
     schema: Any = None  # a JSON Schema (dict or bool), from `schema` or `schemaFile`
     schema_source: str | None = None  # "inline", or the schema file's path
+    max_depth: int = 1000  # the readers' limits (outputs/readers.Limits): passing one is a violation
+    max_item_bytes: int = 64 << 20
     # `expect:` as written (with the defaults'): a newly registered check reads its own key here, so that
     # adding one takes its check (outputs/expect.py) and its key in jobs.schema.json, nothing more
     written: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -62,6 +64,8 @@ class Expectations:
         parts += [f"maxItems {self.max_items}"] if self.max_items is not None else []
         parts += [f"contentType {self.content_type}"] if self.content_type else []
         parts += [f"schema ({self.schema_source})"] if self.schema_source else []
+        parts += [f"maxDepth {self.max_depth}"] if self.max_depth != Expectations.max_depth else []
+        parts += [f"maxItemBytes {self.max_item_bytes}"] if self.max_item_bytes != Expectations.max_item_bytes else []
         return ", ".join(parts) or "nothing"
 
     def to_dict(self) -> dict[str, Any]:

@@ -103,12 +103,12 @@ def _answer(handler: Handler, behaviour: Behaviour, task: str, endpoint: str, re
         handler.stream_large(behaviour.body_bytes, run.content_type, cut)
         return
     if behaviour.generated_items is not None and endpoint != "run-sync":
-        stream_generated(handler, behaviour.generated_items, request.query, behaviour.gzip)
+        stream_generated(handler, behaviour.generated_items, request.query, behaviour.gzip, behaviour.long_line)
         return
     if behaviour.trickle:
         handler.trickle(run.output, run.content_type, behaviour.trickle)
         return
-    if endpoint == "run-sync":
+    if endpoint == "run-sync" or behaviour.body is not None:
         payload, content_type = run.output, run.content_type
     else:
         payload, content_type = items_as(run.items, request.query.get("format", "json"))
@@ -122,6 +122,8 @@ def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Reque
     echo = {"taskId": task, "input": run_input, "options": request.query}
     record = echo if behaviour.output is _ECHO else behaviour.output
     output = b"" if record is None else json.dumps(record, ensure_ascii=False).encode("utf-8")
+    if behaviour.body is not None:
+        output = behaviour.body.encode("utf-8")
     saved = handler.state.script.inputs.get(task, {})
     # The run's INPUT: the task's saved input, the override's top-level keys replacing its own.
     full_input = {**saved, **run_input} if isinstance(run_input, dict) else run_input
@@ -131,7 +133,7 @@ def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Reque
               started_at=handler.state.clock(), status="RUNNING", output=output, content_type=content_type,
               items=list(behaviour.items) if behaviour.items is not None else [echo],
               user_agent=_recorded_agent(handler, request.headers.get("User-Agent")), body_bytes=behaviour.body_bytes,
-              generated_items=behaviour.generated_items, gzip=behaviour.gzip,
+              generated_items=behaviour.generated_items, gzip=behaviour.gzip, long_line=behaviour.long_line,
               listed_from=time.monotonic() + handler.state.script.platform.listing_delay,
               actor="actor" in request.params)
     with handler.state.lock:

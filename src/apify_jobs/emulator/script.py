@@ -32,10 +32,12 @@ class Behaviour:
     output: Any = _ECHO  # the run's OUTPUT record as JSON (default: the echo); `null` in the script: none
     generated_items: int | None = None  # a dataset of this many generated product items, streamed, never held
     gzip: bool = False  # generated datasets gzip-compressed to clients that accept it, as the platform does
+    long_line: int | None = None  # one generated item this many bytes longer (`longLine`), in the middle
+    body: str | None = None  # the answer's text as it is (output and items alike): shapes no JSON value dumps to
 
     KEYS = ("latency", "respond", "status", "errorType", "retryAfter", "html", "drop", "bodyBytes", "contentType",
             "runStatus", "message", "trickle", "faultRate", "syncLimit", "items", "output", "generatedItems",
-            "gzip")
+            "gzip", "body", "longLine")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Behaviour:
@@ -51,7 +53,8 @@ class Behaviour:
                         message=raw.get("message"), trickle=raw.get("trickle"),
                         fault_rate=float(raw.get("faultRate", 0)), sync_limit=raw.get("syncLimit"),
                         items=tuple(raw["items"]) if "items" in raw else None, output=raw.get("output", _ECHO),
-                        generated_items=raw.get("generatedItems"), gzip=bool(raw.get("gzip", False)))
+                        generated_items=raw.get("generatedItems"), gzip=bool(raw.get("gzip", False)),
+                        body=raw.get("body"), long_line=raw.get("longLine"))
         if behaviour.respond not in RESPONSES or behaviour.drop not in DROPS:
             raise ValueError(f"respond must be one of {sorted(RESPONSES)}, drop one of {sorted(d for d in DROPS if d)}")
         return behaviour

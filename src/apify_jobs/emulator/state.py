@@ -34,6 +34,7 @@ class Run:
     body_bytes: int | None = None  # a large generated output (`bodyBytes`), made on the fly, never held
     generated_items: int | None = None  # a large generated dataset (`generatedItems`), made on the fly
     gzip: bool = False  # the generated dataset is served gzip-compressed to clients that accept it
+    long_line: int | None = None  # one generated item that much longer (`longLine`)
     actor: bool = False  # started through /v2/acts/{actorId}/..., not a task
     finished_at: datetime | None = None
     finished: threading.Event = field(default_factory=threading.Event)

@@ -42,14 +42,32 @@ def _product(index: int) -> bytes:
         index, index, index % 100000)
 
 
-def _generated(count: int, jsonl: bool) -> Iterator[bytes]:
+_LONG_FIELD = b',"padding":""'
+
+
+def _generated(count: int, jsonl: bool, long_line: int = 0) -> Iterator[bytes]:
     separator = b"\n" if jsonl else b","
     yield b"" if jsonl else b"["
+    middle = count // 2 if long_line else -1
     for start in range(0, count, 4096):
-        block = separator.join(_product(i) for i in range(start, min(start + 4096, count)))
-        last = start + 4096 >= count
-        yield block + (separator if not last or jsonl else b"")
+        end = min(start + 4096, count)
+        if start <= middle < end:  # the long item: its padding streamed in 1 MiB pieces
+            yield from _generated_block(start, middle, separator, last=False)
+            item = _product(middle)
+            yield item[:-1] + _LONG_FIELD[:-1]
+            for offset in range(0, long_line, 1 << 20):
+                yield b"y" * min(1 << 20, long_line - offset)
+            yield b'"}' + (separator if middle + 1 < count or separator == b"\n" else b"")
+            yield from _generated_block(middle + 1, end, separator, last=end >= count)
+        else:
+            yield from _generated_block(start, end, separator, last=end >= count)
     yield b"" if jsonl else b"]"
+
+
+def _generated_block(start: int, end: int, separator: bytes, last: bool) -> Iterator[bytes]:
+    if start < end:
+        yield separator.join(_product(i) for i in range(start, end)) + (separator if not last or
+                                                                          separator == b"\n" else b"")
 
 
 _compressed: dict[tuple[int, bool], bytes] = {}
@@ -67,14 +85,18 @@ def _gzipped(count: int, jsonl: bool) -> bytes:
         return _compressed[(count, jsonl)]
 
 
-def stream_generated(handler: Handler, count: int, query: dict[str, str], gzip: bool = False) -> None:
+def stream_generated(handler: Handler, count: int, query: dict[str, str], gzip: bool = False,
+                     long_line: int | None = None) -> None:
     """A JSON (or JSONL) dataset of ``count`` generated items, streamed in blocks and never held whole; with
-    ``gzip``, compressed for clients whose Accept-Encoding names gzip."""
+    ``gzip``, compressed for clients whose Accept-Encoding names gzip; with ``long_line``, the middle item
+    has a field of that many bytes more (a 256 MiB JSONL line, streamed like the rest)."""
     jsonl = query.get("format") == "jsonl"
     size = len(_product(0))
     compressed = gzip and "gzip" in handler.headers.get("Accept-Encoding", "")
     body = _gzipped(count, jsonl) if compressed else None
     total = len(body) if body is not None else count * (size + 1) if jsonl else 2 + count * size + max(count - 1, 0)
+    if body is None and long_line:
+        total += len(_LONG_FIELD) + long_line
     handler.send_response(201 if handler.command == "POST" else 200)
     handler.send_header("Content-Type", CONTENT_TYPES["jsonl" if jsonl else "json"])
     handler.send_header("Content-Length", str(total))
@@ -86,7 +108,7 @@ def stream_generated(handler: Handler, count: int, query: dict[str, str], gzip: 
         for start in range(0, len(body), 1 << 20):
             handler.wfile.write(view[start:start + (1 << 20)])
     else:
-        for block in _generated(count, jsonl):
+        for block in _generated(count, jsonl, long_line or 0):
             handler.wfile.write(block)
     handler.state.count_streamed(total)
 
@@ -113,7 +135,7 @@ def dataset_items(handler: Handler, request: Request) -> None:
     if run is None:
         return
     if run.generated_items is not None:
-        stream_generated(handler, run.generated_items, request.query, run.gzip)
+        stream_generated(handler, run.generated_items, request.query, run.gzip, run.long_line)
         return
     body, content_type = items_as(run.items, request.query.get("format", "json"))
     handler.send(200, body, content_type)

@@ -455,8 +455,10 @@ def _expectations(doc: Document, resolved: dict[str, Any], own: dict[str, Any], 
         problem = schema_problem(schema)
         if problem:
             at("schemaFile" if schema_file else "schema", problem)
+    limits = {name: raw[key] for name, key in (("max_depth", "maxDepth"), ("max_item_bytes", "maxItemBytes"))
+              if isinstance(raw.get(key), int)}
     return Expectations(bool(raw.get("nonEmpty", True)), low, high, raw.get("contentType"), schema,
-                        source if schema is not None else None, dict(raw))
+                        source if schema is not None else None, written=dict(raw), **limits)
 
 
 def _load_schema_file(folder: str, relative: str, fail: Any) -> Any:

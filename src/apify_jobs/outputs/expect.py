@@ -1,8 +1,8 @@
 """`expect:` checked on the output while it streams in, between the download and the commit: an output that
 fails is never renamed over the last good one.
 
-Items are counted and checked incrementally, so memory stays flat whatever the size: JSON arrays through
-`ijson`'s C backend (one item at a time), JSONL line by line, CSV by counting the line ends outside quotes.
+Items are found by the readers of `outputs/readers.py` as the bytes arrive: linear in the answer's size and
+bounded in memory by `expect`'s limits (`maxDepth`, `maxItemBytes`), whatever its shape.
 Formats that cannot be checked (xlsx, xml, html, rss) are refused by `validate` for `minItems`,
 `maxItems` and `schema`; an answer of such a type at run time fails the check with a clear message.
 
@@ -14,16 +14,19 @@ needs more, so a new check cannot be missed by the early stop.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Generator, Iterator
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from apify_jobs.model import Expectations, Job
-from apify_jobs.redaction import cut
+from apify_jobs.outputs.readers import CsvReader, JsonlReader, JsonReader, Limits, Overstep, Reader, one_line
 
-Reader = Generator[None, bytes, None]  # sent the output's bytes as they arrive, b"" at the end
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 SHOWN = 3  # violations named in the message; the rest are counted
-WHOLE_DOCUMENT_LIMIT = 64 << 20  # a JSON document (not a list) checked against a schema is held whole: up to this
+# `expect:` keys that set the readers' limits rather than check anything
+LIMIT_KEYS = ("maxDepth", "maxItemBytes")
 UNCHECKABLE = ("xlsx", "xml", "html", "rss")
 _JSON_TYPES = ("application/json",)
 _JSONL_TYPES = ("application/jsonl", "application/x-ndjson", "application/x-jsonlines")
@@ -83,6 +86,7 @@ class Seen:
     items: int
     dataset: bool  # the items endpoint: "empty" means no items
     was_list: bool  # an OUTPUT record that is a JSON array: "empty" means no items too
+    document_type: str | None = None  # a JSON answer that is not an array: what it is (object, string, ...)
 
     @property
     def media(self) -> str:
@@ -141,14 +145,10 @@ class ItemCount(_Check):
 
     def __init__(self, low: int | None, high: int | None):
         self.low, self.high = low, high
-        self._not_a_list: str | None = None
-
-    def document(self, value: Any, verdict: Verdict) -> None:
-        self._not_a_list = type(value).__name__
 
     def finish(self, seen: Seen, verdict: Verdict) -> None:
-        if self._not_a_list is not None:
-            verdict.add(f"the output is a JSON {self._not_a_list}, not a list of items")
+        if seen.document_type is not None:
+            verdict.add(f"the output is a JSON {seen.document_type}, not a list of items")
         elif seen.kind == "opaque":
             verdict.add(f"items cannot be counted in {seen.media or 'an untyped answer'}")
         elif self.low is not None and seen.items < self.low:
@@ -164,12 +164,17 @@ class Schema(_Check):
         self._validator = _validator(schema)
 
     def item(self, index: int, value: Any, verdict: Verdict) -> None:
-        for error in self._validator.iter_errors(value):
-            verdict.add(f"item {index} at {_pointer(error)}: {cut(error.message, 200)}")
+        self._judge(value, f"item {index}", verdict)
 
     def document(self, value: Any, verdict: Verdict) -> None:
-        for error in self._validator.iter_errors(value):
-            verdict.add(f"the document at {_pointer(error)}: {cut(error.message, 200)}")
+        self._judge(value, "the document", verdict)
+
+    def _judge(self, value: Any, what: str, verdict: Verdict) -> None:
+        try:
+            for error in self._validator.iter_errors(value):
+                verdict.add(f"{what} at {_pointer(error)}: {one_line(error.message)}")
+        except RecursionError:  # jsonschema descends as deep as the value and the schema go together
+            verdict.add(f"{what} nests too deep to be checked against the schema (Python's recursion limit)")
 
     def finish(self, seen: Seen, verdict: Verdict) -> None:
         if seen.kind not in ("json", "jsonl"):
@@ -199,178 +204,82 @@ CHECKS: tuple[Registered, ...] = (
 
 
 class Check:
-    """Feed it the output's bytes as they arrive; `finish()` says what failed, if anything."""
+    """Feed it the output's bytes as they arrive; `finish()` says what failed, if anything. Whatever the answer
+    does to a reader or a check (a limit passed, a bug), the verdict says so: it never raises."""
 
     def __init__(self, job: Job, content_type: str | None):
         self.content_type = content_type
         self.kind = kind_of(job, content_type)
         self.bytes = 0
-        self.items = 0
         self.verdict = Verdict()
         self._checks = [check for entry in CHECKS if (check := entry.make(job.expect)) is not None]
         self._valued = [check for check in self._checks if check.depth is Depth.VALUES]
         self.depth = max((check.depth for check in self._checks), default=Depth.BYTES)
         self._broken: str | None = None
         self.dataset = job.dataset is not None
-        self._was_list = False
-        skip_header = job.dataset is not None and bool(job.dataset.get("skipHeaderRow"))
-        self._feeder = self._start(skip_header)
+        limits = Limits(job.expect.max_depth, job.expect.max_item_bytes)
+        header = not (job.dataset is not None and bool(job.dataset.get("skipHeaderRow")))
+        self._values_seen = 0
+        self._reader = self._guarded(self._make_reader, limits, header)
+        self._reading = self._reader is not None
+
+    @property
+    def items(self) -> int:
+        return self._reader.items if self._reader is not None else 0
 
     def feed(self, chunk: bytes) -> None:
         self.bytes += len(chunk)
-        if self._feeder is not None and self._broken is None:
-            try:
-                self._feeder.send(chunk)
-            except StopIteration:  # the reader is done: broken, or it has seen all it needs
-                self._feeder = None
-                return
-            if self.items and self.depth <= Depth.FIRST_ITEM:
-                self._feeder = None  # no check needs more than one item: the rest of the output is not parsed
+        if self._reading and self._reader is not None:
+            self._reading = bool(self._guarded(self._reader.feed, chunk))
 
     def finish(self) -> Verdict | None:
-        if self._feeder is not None and self._broken is None:
-            try:
-                self._feeder.send(b"")  # the end
-            except StopIteration:
-                pass
-        seen = Seen(self.kind, self.content_type, self.bytes, self.items, self.dataset, self._was_list)
+        if self._reading and self._reader is not None:
+            self._guarded(self._reader.end)
+        reader = self._reader
+        seen = Seen(self.kind, self.content_type, self.bytes, self.items, self.dataset,
+                    reader is not None and reader.was_list, getattr(reader, "document_type", None))
+        unread = self._broken  # what could not be read cannot be judged further than its bytes
         for check in self._checks:
-            if check.depth is Depth.BYTES:
-                check.finish(seen, self.verdict)
-        if self._broken is not None:  # what could not be read cannot be judged further
+            if check.depth is Depth.BYTES or unread is None:
+                self._guarded(check.finish, seen, self.verdict)
+        if self._broken is not None:
             self.verdict.add(self._broken)
-        else:
-            for check in self._checks:
-                if check.depth is not Depth.BYTES:
-                    check.finish(seen, self.verdict)
         return self.verdict if self.verdict.total else None
 
-    # --- the readers, one generator each: send bytes, b"" at the end ---------------------------------
-    def _start(self, skip_header: bool) -> Reader | None:
+    def _guarded(self, step: Callable[..., T], *args: Any) -> T | None:
+        """``step``, with what goes wrong in it made the verdict's: a limit the answer passed, or a check's own
+        failure (the output is then kept as `.rejected`, never lost; the run stays in the report)."""
+        try:
+            return step(*args)
+        except Overstep as overstep:
+            self._broken = str(overstep)
+        except Exception as bug:  # MemoryError and RecursionError included: the answer must not cost the output
+            log.warning("expect: the check failed on this answer", exc_info=True)
+            self._broken = f"the check itself failed ({type(bug).__name__}: {one_line(str(bug))}): please report it"
+        self._reading = False
+        return None
+
+    def _make_reader(self, limits: Limits, header: bool) -> Reader | None:
         if self.depth is Depth.BYTES or self.kind == "opaque":
             return None
-        reader = self._json() if self.kind == "json" else self._jsonl() if self.kind == "jsonl" else \
-            self._csv(skip_header)
-        next(reader)
-        return reader
+        first_only = self.depth is Depth.FIRST_ITEM
+        on_item = self._item if self._valued else None
+        if self.kind == "json":
+            on_document = self._document if self._valued else None
+            return JsonReader(limits, first_only, on_item, on_document)
+        if self.kind == "jsonl":
+            return JsonlReader(limits, first_only, on_item)
+        delimiter = "\t" if media_type(self.content_type) == "text/tab-separated-values" else ","
+        return CsvReader(limits, first_only, header, delimiter)
 
     def _item(self, item: Any) -> None:
-        index = self.items
-        self.items += 1
+        index, self._values_seen = self._values_seen, self._values_seen + 1
         for check in self._valued:
             check.item(index, item, self.verdict)
 
-    def _json(self) -> Reader:
-        first = b""
-        while not first.strip():
-            chunk = yield
-            if not chunk:
-                return
-            first += chunk
-        is_list = first.lstrip()[:1] == b"["
-        if self.depth <= Depth.FIRST_ITEM:  # whether there is an item: no parser needed
-            yield from self._json_any_item(first, is_list)
-            return
-        if not is_list:  # one document, not a list of items
-            yield from self._json_document(first)
-            return
-        import ijson  # type: ignore[import-untyped]  # only when every item is counted or checked (~40 ms)
-
-        self._was_list = True
-        found = ijson.sendable_list()
-        parser = ijson.items_coro(found, "item", use_float=True)
-        fed = 0
-        chunk = first
-        while True:
-            try:
-                parser.send(chunk) if chunk else parser.close()
-            except ijson.JSONError as error:
-                self._broken = f"the output is not valid JSON near byte {fed + len(chunk)}: {str(error)[:120]}"
-                return
-            fed += len(chunk)
-            for item in found:
-                self._item(item)
-            del found[:]
-            if not chunk:
-                return
-            chunk = yield
-
-    def _json_any_item(self, first: bytes, is_list: bool) -> Reader:
-        """Whether there is an item at all: a document is one; a list has one unless `]` follows its `[`."""
-        if not is_list:
-            self.items = 1
-            return
-        self._was_list = True
-        rest = first.lstrip()[1:].lstrip()
-        while not rest:
-            chunk = yield
-            if not chunk:
-                return
-            rest = chunk.lstrip()
-        self.items = 0 if rest[:1] == b"]" else 1
-
-    def _json_document(self, first: bytes) -> Reader:
-        import json
-
-        parts, size = [first], len(first)
-        while chunk := (yield):
-            size += len(chunk)
-            if size <= WHOLE_DOCUMENT_LIMIT:
-                parts.append(chunk)
-        if size > WHOLE_DOCUMENT_LIMIT:
-            if self._valued:
-                self._broken = f"the output is one JSON document of {size} bytes: too large to check against a schema"
-            self.items = 1
-            return
-        try:
-            document = json.loads(b"".join(parts))
-        except ValueError as invalid:
-            self._broken = f"the output is not valid JSON near byte {getattr(invalid, 'pos', '?')}: {invalid}"[:200]
-            return
-        self.items = 1
+    def _document(self, document: Any) -> None:
         for check in self._checks:
             check.document(document, self.verdict)
-
-    def _jsonl(self) -> Reader:
-        import json
-
-        rest, offset = b"", 0
-        while True:
-            chunk = yield
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop() if chunk else b""
-            for line in lines:
-                if line.strip():
-                    if self._valued:
-                        try:
-                            item = json.loads(line)
-                        except ValueError:
-                            self._broken = f"line {self.items + 1} (byte {offset}) is not valid JSON"
-                            return
-                        self._item(item)
-                    else:
-                        self.items += 1
-                offset += len(line) + 1
-            if not chunk:
-                return
-
-    def _csv(self, skip_header: bool) -> Reader:
-        """Rows are line ends outside quotes (a quoted field may hold line ends); the header is not an item."""
-        quoted, rows, tail_has_data = False, 0, False
-        while True:
-            chunk = yield
-            if not chunk:
-                break
-            parts = chunk.split(b'"')
-            for index, part in enumerate(parts):
-                if index:
-                    quoted = not quoted
-                if not quoted:
-                    rows += part.count(b"\n")
-            last_line = chunk.rsplit(b"\n", 1)[-1]
-            tail_has_data = bool(last_line.strip()) if b"\n" in chunk else (tail_has_data or bool(chunk.strip()))
-        rows += tail_has_data  # a last row without a line end
-        self.items = max(rows - (0 if skip_header else 1), 0)
 
 
 def _validator(schema: Any) -> Any:

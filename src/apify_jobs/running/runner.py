@@ -150,6 +150,12 @@ def run_job(job: Job, context: RunContext) -> JobResult:
         result.http_status = failure.http_status
         result.error = JobError(failure.error_type, failure.message, failure.run_id, type(failure).stops_batch,
                                 getattr(failure, "violations", None))
+    except Exception as bug:  # a bug after a POST must not lose its attempts: the paid run stays findable
+        log.exception("%s: internal error", job.name)
+        result.status = Status.FAILED
+        result.attempts = len(result.attempt_ids)
+        result.error = JobError("failed", f"internal error (a bug in apify-jobs, please report it): "
+                                          f"{type(bug).__name__}: {bug}")
     result.finished_at = now()
     result.duration_ms = int((time.monotonic() - started) * 1000)
     return result
