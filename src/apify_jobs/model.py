@@ -90,6 +90,8 @@ class Job:
     expect: Expectations = field(default_factory=Expectations)
     actor: bool = False  # `task` holds an Actor's ID: /v2/actors/{actorId}/..., not /v2/actor-tasks/{actorTaskId}/...
     fan_out: dict[str, Any] | None = None  # a matrix over a needed job's output: expanded once that job succeeded
+    # needed matrices and fan-outs by name → their jobs in expansion order (`needs.<name>[*]…` gathers them)
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str:

@@ -18,8 +18,9 @@ SECRET_NAMES = frozenset({"APIFY_TOKEN"})
 _OPEN = "${{"
 _ANY = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 _INSIDE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*$")
-# needs.<job>.<field><path>: a job name may hold dots, so the shortest name followed by a known field wins
-_NEEDS = re.compile(r"^\s*needs\.([A-Za-z0-9][A-Za-z0-9._-]*?)\.(output|runId|datasetId|keyValueStoreId)"
+# needs.<job>[*].<field><path>: a job name may hold dots, so the shortest name followed by a known field wins;
+# `[*]` after the name gathers the value of every job of a matrix or fan-out (a list, in expansion order)
+_NEEDS = re.compile(r"^\s*needs\.([A-Za-z0-9][A-Za-z0-9._-]*?)(\[\*\])?\.(output|runId|datasetId|keyValueStoreId)"
                     r"((?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:\d+|\*|\"(?:[^\"\\]|\\.)*\")\])*)\s*$")
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+|\*|\"(?:[^\"\\]|\\.)*\")\]")
 
@@ -36,9 +37,10 @@ class Ref:
     name: str
     field: str = ""
     path: str = ""
+    group: bool = False  # `needs.<job>[*]…`: the values of every job of a matrix or fan-out
 
     def __str__(self) -> str:
-        return f"{self.namespace}.{self.name}" + (f".{self.field}{self.path}" if self.field else "")
+        return f"{self.namespace}.{self.name}{'[*]' * self.group}" + (f".{self.field}{self.path}" if self.field else "")
 
 
 class NeedsValues:
@@ -96,8 +98,9 @@ def parse(expression: str, shown: str) -> Ref:
         needs = _NEEDS.match(expression)
         if not needs:
             raise ExpressionError(f"malformed expression {shown!r}: write ${{{{ needs.JOB.output }}}} (then .key, "
-                                  f'["key"], [N] or [*]), or needs.JOB.runId, .datasetId, .keyValueStoreId')
-        return Ref("needs", needs.group(1), needs.group(2), needs.group(3))
+                                  f'["key"], [N] or [*]), or needs.JOB.runId, .datasetId, .keyValueStoreId; '
+                                  "needs.JOB[*]… for every job of a matrix or fan-out")
+        return Ref("needs", needs.group(1), needs.group(3), needs.group(4), bool(needs.group(2)))
     inside = _INSIDE.match(expression)
     if not inside:
         raise ExpressionError(f"malformed expression {shown!r}: write ${{{{ namespace.NAME }}}}")
@@ -215,17 +218,26 @@ def credentials_from_env(value: Any, path: tuple[str | int, ...] = ()) -> list[t
 
 def needed_jobs(value: Any) -> set[str]:
     """The jobs that `needs.<job>.…` expressions in ``value`` refer to (malformed ones are left to substitute)."""
-    found: set[str] = set()
-    stack = [value]
+    return {ref.name for _, ref in needs_references(value)}
+
+
+def needs_references(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], Ref]]:
+    """Each well-formed `needs.<job>…` expression in ``value``, with the path of the string it stands in."""
+    found: list[tuple[tuple[str | int, ...], Ref]] = []
+    stack: list[tuple[tuple[str | int, ...], Any]] = [(path, value)]
     while stack:
-        current = stack.pop()
+        where, current = stack.pop()
         if isinstance(current, str) and _OPEN in current:
             for match in _ANY.finditer(current):
-                needs = _NEEDS.match(match.group(1))
-                if needs:
-                    found.add(needs.group(1))
+                if _NEEDS.match(match.group(1)):
+                    found.append((where, parse(match.group(1), match.group(0))))
         elif isinstance(current, dict):
-            stack.extend(current.values())
+            stack.extend((where + (key,), item) for key, item in current.items())
         elif isinstance(current, list):
-            stack.extend(current)
-    return found
+            stack.extend((where + (index,), item) for index, item in enumerate(current))
+    return sorted(found, key=lambda item: (str(item[0]), str(item[1])))
+
+
+def is_whole_expression(value: Any) -> bool:
+    """A string that is one `${{ … }}` and nothing else: it takes the type of what it refers to."""
+    return isinstance(value, str) and _ANY.fullmatch(value.strip()) is not None and value.count(_OPEN) == 1

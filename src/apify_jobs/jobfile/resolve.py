@@ -180,52 +180,129 @@ def _resolve_file(doc: Document, context: Context, problems: list[Problem], brok
     job_file = JobFile(doc.file, doc.sha256, data.get("concurrency", 1), data.get("failFast", False))
     defaults = data.get("defaults", {})
     expanded: list[tuple[Job, Path, list[str]]] = []
-    by_base: dict[str, list[str]] = {}
+    by_base: dict[str, list[str]] = {}  # a job of the file → the jobs it became (a matrix: one per combination)
+    fan_outs: set[str] = set()  # jobs that become a group only at run time
     for index, raw in enumerate(data["jobs"]):
         where: Path = ("jobs", index)
         if index in broken:
             if isinstance(raw, dict) and isinstance(raw.get("name"), str):
                 by_base[raw["name"]] = []
+                problems.extend(_expression_syntax(doc, raw, where))  # said with the schema's problems
             continue
         names: list[str] = []
+        before = len(problems)
         for name, matrix in _matrix(doc, raw, where, problems, budget):
             job = _resolve_job(doc, defaults, raw, where, name, matrix, context, problems)
             if job is not None:
                 expanded.append((job, where, raw.get("needs", [])))
                 names.append(name)
+            if matrix is None:
+                fan_outs.add(raw["name"])
+        if raw.get("matrix"):
+            problems[before:] = _once_per_matrix(problems[before:], [n for n, _ in _matrix_names(raw)] or names)
         by_base[raw["name"]] = names
+    expansion_of = {name: base for base, names in by_base.items() for name in names if name != base}
     for job, where, needs in expanded:
+        own_name = data["jobs"][where[1]].get("name")
         for position, need in enumerate(needs):
-            if need not in by_base:
+            if need == own_name or (need in expansion_of and expansion_of[need] == own_name):
+                if job.name in by_base[own_name][:1]:  # once for a matrix, not once per expansion
+                    problems.append(doc.problem(where + ("needs", position), f"job '{need}' needs itself"))
+            elif need in by_base:
+                job.needs.extend(by_base[need])
+                if need in fan_outs or by_base[need] != [need]:
+                    job.groups[need] = list(by_base[need])
+            elif need in expansion_of:
+                job.needs.append(need)
+            else:
                 hint = f"; jobs of this file: {', '.join(by_base)}" if by_base else ""
                 problems.append(doc.problem(where + ("needs", position), f"needs unknown job '{need}'{hint}"))
-            elif need == data["jobs"][where[1]].get("name"):
-                if job.name in by_base[need][:1]:  # once for a matrix, not once per expansion
-                    problems.append(doc.problem(where + ("needs", position), f"job '{need}' needs itself"))
-            else:
-                job.needs.extend(n for n in by_base[need] if n != job.name)
-        problems.extend(_needs_references(doc, job, where, data["jobs"][where[1]], by_base))
         job_file.jobs.append(job)
+    for index, raw in enumerate(data["jobs"]):
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            problems.extend(_needs_references(doc, raw, ("jobs", index), by_base, expansion_of, fan_outs))
     problems.extend(_cycles(doc, expanded))
     return job_file
 
 
-def _needs_references(doc: Document, job: Job, where: Path, raw: dict[str, Any],
-                      by_base: dict[str, list[str]]) -> list[Problem]:
-    """`needs.<job>.…` only in input, options or dataset, and only of a job this one needs (one job, not a
-    whole matrix)."""
+def _matrix_names(raw: dict[str, Any]) -> list[tuple[str, None]]:
+    """A static matrix's job names, in expansion order (for naming them in a problem)."""
+    matrix = raw.get("matrix") or {}
+    if not all(isinstance(values, list) for values in matrix.values()):
+        return []
+    if math.prod(len(values) for values in matrix.values()) > MATRIX_JOBS_PER_JOB:
+        return []
+    return [(matrix_name(raw["name"], values), None) for values in itertools.product(*matrix.values())]
+
+
+def _once_per_matrix(found: list[Problem], names: list[str]) -> list[Problem]:
+    """A problem each expansion of a matrix has, said once, naming the expansions it affects."""
+    affected: dict[tuple[str, int, int, str, bool], list[str]] = {}
+    order: list[Problem | tuple[str, int, int, str, bool]] = []
+    for problem in found:
+        name = next((n for n in names if problem.message.startswith(f"{n}: ")), None)
+        if name is None:
+            order.append(problem)
+            continue
+        key = (problem.file, problem.line, problem.column, problem.message[len(name) + 2:], problem.warning)
+        if key not in affected:
+            affected[key] = []
+            order.append(key)
+        affected[key].append(name)
+    merged = []
+    for item in order:
+        if isinstance(item, Problem):
+            merged.append(item)
+            continue
+        jobs = affected[item]
+        who = (f"all {len(jobs)} jobs of the matrix" if len(jobs) == len(names) > 1
+               else ", ".join(jobs[:3]) + (f" and {len(jobs) - 3} more" if len(jobs) > 3 else ""))
+        merged.append(Problem(item[0], item[1], item[2], f"{who}: {item[3]}", item[4]))
+    return list(dict.fromkeys(merged))
+
+
+def _expression_syntax(doc: Document, raw: dict[str, Any], where: Path) -> list[Problem]:
+    """Malformed expressions of a job the schema refused, at their own line: said in the same pass."""
     problems = []
-    for key, value in raw.items():
-        for name in sorted(expressions.needed_jobs(value)):
-            if key not in ("input", "options", "dataset", "matrix"):
-                problems.append(doc.problem(where + (key,), f"${{{{ needs.{name}... }}}} may only stand in input, "
-                                                            "options or dataset"))
-            elif name not in job.needs:
-                problems.append(doc.problem(where + (key,), f"${{{{ needs.{name}... }}}}: '{name}' is not in this "
-                                                            f"job's needs; add it there"))
-            elif name in by_base and len(by_base[name]) > 1:
-                problems.append(doc.problem(where + (key,), f"${{{{ needs.{name}... }}}}: '{name}' is a matrix of "
-                                                            f"{len(by_base[name])} jobs; name one of them"))
+    stack: list[tuple[Path, Any]] = [(where, raw)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                expressions.references(value)
+            except expressions.ExpressionError as error:
+                problems.append(doc.problem(path, str(error)))
+        elif isinstance(value, dict):
+            stack.extend((path + (key,), item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((path + (index,), item) for index, item in enumerate(value))
+    return problems
+
+
+def _needs_references(doc: Document, raw: dict[str, Any], where: Path, by_base: dict[str, list[str]],
+                      expansion_of: dict[str, str], fan_outs: set[str]) -> list[Problem]:
+    """`needs.<job>…` only in input, options, dataset or matrix, only of a job this one needs, and over a
+    matrix or fan-out only with `[*]` (every job's value, a list) or by one job's name; each problem at the
+    expression's own line."""
+    problems = []
+    declared: list[Any] = raw["needs"] if isinstance(raw.get("needs"), list) else []
+    for path, ref in expressions.needs_references(raw, where):
+        key, name, shown = path[len(where)], ref.name, f"${{{{ {ref} }}}}"
+        group = name in fan_outs or (name in by_base and by_base[name] != [name])
+        if key not in ("input", "options", "dataset", "matrix"):
+            message = f"{shown} may only stand in input, options or dataset"
+        elif name not in declared and expansion_of.get(name) not in declared:
+            message = f"{shown}: '{name}' is not in this job's needs; add it there"
+        elif group and not ref.group:
+            first = (by_base.get(name) or [f"{name}-..."])[0]
+            message = (f"{shown}: '{name}' is a {'fan-out' if name in fan_outs else 'matrix'} (a group of jobs): "
+                       f"write needs.{name}[*].{ref.field}{ref.path} for every job's value, or name one job "
+                       f"(needs.{first}.{ref.field})")
+        elif ref.group and not group:
+            message = f"{shown}: '{name}' is one job, not a matrix or fan-out; write needs.{name}.{ref.field}{ref.path}"
+        else:
+            continue
+        problems.append(doc.problem(path, message))
     return problems
 
 

@@ -42,14 +42,33 @@ def _validator(ref: str | None = None) -> Any:
 
 
 def check_document(doc: Document) -> list[tuple[Path, Problem]]:
-    """Every schema problem of a whole job file, with the path of the value it is about."""
-    return [found for error in _validator().iter_errors(doc.data) for found in _explain(doc, (), error)]
+    """Every schema problem of a whole job file, with the path of the value it is about. A value that is one
+    whole `${{ … }}` takes the type of what it refers to: it is checked once substituted, not here."""
+    return [found for error in _validator().iter_errors(doc.data) if not _about_an_expression(error)
+            for found in _explain(doc, (), error)]
 
 
 def check_job(doc: Document, job: dict[str, Any], where: Path) -> list[Problem]:
     """Schema problems of one resolved job (after expressions were substituted)."""
     errors = _validator("#/$defs/job").iter_errors(job)
-    return [problem for error in errors for _, problem in _explain(doc, where, error)]
+    return [problem for error in errors if not _about_an_expression(error)
+            for _, problem in _explain(doc, where, error)]
+
+
+def value_problems(value: Any, definition: str, where: str) -> list[str]:
+    """Why ``value`` does not fit ``#/$defs/<definition>`` (a job's options or dataset once the values of its
+    needs are in), as lines that start with ``where``."""
+    lines = []
+    for error in _validator(f"#/$defs/{definition}").iter_errors(value):
+        inner = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
+        lines.append(f"{where}{inner}: {_described(error)}")
+    return lines
+
+
+def _about_an_expression(error: Any) -> bool:
+    from apify_jobs.jobfile.expressions import is_whole_expression
+
+    return is_whole_expression(error.instance)
 
 
 def _show(value: Any) -> str:
@@ -78,7 +97,7 @@ _PATTERNS = {
 def _explain(doc: Document, base: Path, error: Any) -> Iterable[tuple[Path, Problem]]:
     path: Path = base + tuple(error.absolute_path)
     where = _named(doc, path, _where(path))
-    keyword, value, expected = error.validator, error.instance, error.validator_value
+    keyword, value = error.validator, error.instance
     if keyword == "additionalProperties" and isinstance(value, dict):
         known = list(error.schema.get("properties", {}))
         for key in value:
@@ -92,35 +111,47 @@ def _explain(doc: Document, base: Path, error: Any) -> Iterable[tuple[Path, Prob
         real = [e for e in error.context if e.relative_schema_path[0] == 0] or list(error.context)
         yield from _explain_first(doc, base, real)
         return
-    if keyword == "required":
-        missing = [k for k in expected if k not in value]
-        message = f"{where}: missing required key '{missing[0]}'" if missing else f"{where}: {error.message}"
-    elif keyword == "enum":
-        message = f"{where}: {_show(value)} is not one of {', '.join(_show(v) for v in expected)}"
-    elif keyword == "const":
-        message = f"{where}: must be {_show(expected)}, not {_show(value)}"
-    elif keyword == "type":
-        wanted = " or ".join(_article(k) for k in (expected if isinstance(expected, list) else [expected]))
-        message = f"{where}: must be {wanted}, not {_type_name(value)} {_show(value)}"
-    elif keyword == "pattern":
-        message = f"{where}: {_show(value)} {_PATTERNS.get(expected, 'is not in the expected form')}"
-    elif keyword == "not" and path[-1:] == ("expect",):
+    if keyword == "not" and path[-1:] == ("expect",):
         message = f"{where}: schema and schemaFile exclude each other; give one"
         path = path + ("schemaFile",)
     elif keyword == "not" and path[-1:] == ("options",):
         message = (f"{where}.outputRecordKey cannot be used together with dataset: the dataset endpoint returns items, "
                    "not a record")
         path = path + ("outputRecordKey",)
-    elif keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        relation = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[keyword]
-        message = f"{where}: must be {relation} {expected}, not {_show(value)}"
-    elif keyword in ("minItems", "minLength", "minProperties"):
-        message = f"{where}: must not be empty"
-    elif keyword == "uniqueItems":
-        message = f"{where}: has duplicate entries"
     else:
-        message = f"{where}: {error.message if len(error.message) < 200 else error.message[:197] + '...'}"
+        message = f"{where}: {_described(error)}"
     yield path, doc.problem(path, message)
+
+
+def _described(error: Any) -> str:
+    """What is wrong with the value, in words (without where it is)."""
+    keyword, value, expected = error.validator, error.instance, error.validator_value
+    if keyword == "required":
+        missing = [k for k in expected if k not in value]
+        return f"missing required key '{missing[0]}'" if missing else str(error.message)
+    if keyword == "enum":
+        return f"{_show(value)} is not one of {', '.join(_show(v) for v in expected)}"
+    if keyword == "const":
+        return f"must be {_show(expected)}, not {_show(value)}"
+    if keyword == "type":
+        wanted = " or ".join(_article(k) for k in (expected if isinstance(expected, list) else [expected]))
+        return f"must be {wanted}, not {_type_name(value)} {_show(value)}"
+    if keyword == "pattern":
+        return f"{_show(value)} {_PATTERNS.get(expected, 'is not in the expected form')}"
+    if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        relation = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[keyword]
+        return f"must be {relation} {expected}, not {_show(value)}"
+    if keyword in ("minItems", "minLength", "minProperties"):
+        return "must not be empty"
+    if keyword == "uniqueItems":
+        return "has duplicate entries"
+    if keyword in ("anyOf", "oneOf") and error.context:
+        from jsonschema.exceptions import best_match
+
+        real = [e for e in error.context if e.relative_schema_path[0] == 0] or list(error.context)
+        return _described(best_match(real))
+    message = str(error.message)
+    return message if len(message) < 200 else message[:197] + "..."
 
 
 def _named(doc: Document, path: Path, where: str) -> str:

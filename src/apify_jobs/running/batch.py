@@ -17,14 +17,16 @@ from apify_jobs.api.identity import Attempts
 from apify_jobs.errors import ExitStatus, UsageError
 from apify_jobs.failures import JobFailure, OutputFailure
 from apify_jobs.files import check_writable_folder
-from apify_jobs.model import JobFile
+from apify_jobs.jobfile.expressions import needed_jobs
+from apify_jobs.model import Job, JobFile
 from apify_jobs.outputs.destination import Destination
 from apify_jobs.outputs.paths import may_land_on
-from apify_jobs.record import GoingRun, JobResult
+from apify_jobs.record import GoingRun, JobResult, Status
 from apify_jobs.running.executor import Executor, Progress
+from apify_jobs.running.needs import NeedsValueFailed, uses_needs
 from apify_jobs.running.run_facts import abort_runs, add_run_facts, going_runs, still_running
-from apify_jobs.running.runner import RunContext, restored
-from apify_jobs.running.selection import Plan, resume, resumed_result
+from apify_jobs.running.runner import RunContext, decided, restored
+from apify_jobs.running.selection import Plan, resume, resumed_result, standing_needs
 from apify_jobs.running.state import Invocation, State, StateError, StoredEntries
 from apify_jobs.settings import Settings
 
@@ -90,16 +92,18 @@ def run_batch(plan: Plan, job_files: list[JobFile], destination: Destination, st
     ``say`` tells the user what they should know (leftovers removed, needs not waited for)."""
     files = [{"path": f.path, "sha256": f.sha256} for f in job_files]
     state.begin({**options.selection, "jobs": [e.job.name for e in plan.entries]}, files)
+    jobs = {job.name: job for job_file in job_files for job in job_file.jobs}
     try:
-        return _run(plan, destination, state, client, options, progress_of, say, settings)
+        return _run(plan, jobs, destination, state, client, options, progress_of, say, settings)
     except StateError as failure:  # one line, exit 2; the run is marked ended, not left unfinished
         with contextlib.suppress(StateError):
             state.finish(True, {"error": str(failure)})
         raise
 
 
-def _run(plan: Plan, destination: Destination, state: State, client: ApiClient, options: BatchOptions,
-         progress_of: Callable[[int], Progress], say: Callable[[str], None], settings: Settings) -> Outcome:
+def _run(plan: Plan, jobs: dict[str, Job], destination: Destination, state: State, client: ApiClient,
+         options: BatchOptions, progress_of: Callable[[int], Progress], say: Callable[[str], None],
+         settings: Settings) -> Outcome:
     removed, freed = destination.clean_leftovers(skip=os.path.dirname(state.path))
     if removed:
         say(f"removed {removed} temporary file{'s' * (removed != 1)} that an earlier killed run left behind "
@@ -115,6 +119,7 @@ def _run(plan: Plan, destination: Destination, state: State, client: ApiClient, 
     progress = progress_of(len(plan.entries) - resumed)
     executor = Executor(plan, context, progress, journal=state)
     if plan.ignored_needs:
+        _values_of_unselected(plan, jobs, context, state if options.resume else None, destination, client.base_url)
         say(f"not selected, so not waited for: {', '.join(sorted(plan.ignored_needs))}")
     try:
         with interrupts(executor):
@@ -132,6 +137,29 @@ def _run(plan: Plan, destination: Destination, state: State, client: ApiClient, 
     state.finish(executor.interrupted, {"runsStillGoing": [g.to_dict() for g in going]})
     invocation, entries = state.entries(str(state.invocation))
     return Outcome(results, going, executor.interrupted, executor.signal, invocation, entries)
+
+
+def _values_of_unselected(plan: Plan, jobs: dict[str, Job], context: RunContext, state: State | None,
+                          destination: Destination, base_url: str) -> None:
+    """Jobs that take values from needed jobs the selection leaves out: with --resume, the values come from
+    those jobs' latest intact successes in the state; a job for whose values there is none fails now, before
+    anything is sent."""
+    standing = standing_needs(plan.ignored_needs, jobs, state, destination, base_url)
+    context.finished.update(standing)
+    for entry in plan.entries:
+        if entry.result is not None or not uses_needs(entry.job):
+            continue
+        wanted = needed_jobs([entry.job.input, entry.job.options, entry.job.dataset, entry.job.fan_out])
+        members = {member for name in wanted for member in entry.job.groups.get(name, [name])}
+        missing = sorted(name for name in members if name in plan.ignored_needs and name not in standing)
+        if missing:
+            how = ("has no intact success in the state" if state is not None
+                   else "is not selected (add --resume to take its values from its last success)")
+            entry.result = decided(entry.job, base_url, Status.FAILED,
+                                   f"needs the values of {', '.join(missing)}, which {how}; select "
+                                   f"{'it' if len(missing) == 1 else 'them'} too (--only), or run "
+                                   f"{'it' if len(missing) == 1 else 'them'} first; not sent",
+                                   NeedsValueFailed.error_type)
 
 
 def _after_the_batch(options: BatchOptions, context: RunContext, results: list[JobResult], interrupted: bool,

@@ -223,6 +223,7 @@ class Executor:
         for other in self.plan.entries:
             if template.name in other.job.needs:
                 other.job.needs = [n for n in other.job.needs if n != template.name] + [c.job.name for c in children]
+                other.job.groups = {**other.job.groups, template.name: [c.job.name for c in children]}
         self.progress.total += len(children) - 1
         # Leased before anything is decided of them, as the plan's jobs are (two processes expanding one
         # fan-out into one folder run each child once).

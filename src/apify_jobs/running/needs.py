@@ -47,6 +47,7 @@ def resolved(job: Job, finished: dict[str, JobResult], facts: FactsOf, destinati
     """The job with every `needs` value substituted; raises NeedsValueFailed. ``facts(result)`` gives a
     needed job's run facts (looked up by identity when the batch has not seen them yet)."""
     job = _substituted(job, _Runtime(job, finished, facts, destination))
+    _still_fits(job)
     size = len(json.dumps(job.input, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     if size > INPUT_LIMIT_BYTES:
         raise NeedsValueFailed(f"with the values from its needs, the input is {size:,} bytes, over the API's 9 MiB "
@@ -101,6 +102,18 @@ def expand(job: Job, finished: dict[str, JobResult], facts: FactsOf, taken: set[
     return jobs
 
 
+def _still_fits(job: Job) -> None:
+    """With the values of its needs in, the job's options and dataset must still fit the schema (a whole
+    `${{ … }}` takes the type of its value: a limit must be a whole number, whatever the needed output held)."""
+    from apify_jobs.jobfile.schema import value_problems
+
+    problems = value_problems(job.options, "options", "options") + \
+        (value_problems(job.dataset, "dataset", "dataset") if job.dataset is not None else [])
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise NeedsValueFailed(f"{job.name}: with the values of its needs, {problems[0]}{more}; not sent")
+
+
 def _substituted(job: Job, values: NeedsValues) -> Job:
     context = Context(matrix=None, needs=values)  # a fan-out's `matrix` values are filled in when it expands
     try:
@@ -133,16 +146,25 @@ class _Runtime(NeedsValues):
         self._outputs: dict[str, Any] = {}
 
     def value(self, ref: Ref) -> Any:
-        result = self._finished.get(ref.name)
+        if ref.group:  # every job of a matrix or fan-out, in expansion order
+            members = self._job.groups.get(ref.name)
+            if members is None:
+                raise NeedsValueFailed(f"{self._job.name}: ${{{{ {ref} }}}}: {ref.name} is not a matrix or fan-out "
+                                       "this job needs; not sent")
+            return [self._one(member, ref) for member in members]
+        return self._one(ref.name, ref)
+
+    def _one(self, name: str, ref: Ref) -> Any:
+        result = self._finished.get(name)
         if result is None or not result.succeeded:
-            raise NeedsValueFailed(f"{self._job.name}: needs.{ref.name} has no value: {ref.name} did not succeed")
+            raise NeedsValueFailed(f"{self._job.name}: needs.{name} has no value: {name} did not succeed")
         if ref.field == "output":
-            return _select(self._output(ref.name, result), expressions.steps(ref.path), str(ref), ref.name)
+            return _select(self._output(name, result), expressions.steps(ref.path), str(ref), name)
         run: RunFacts | None = self._facts(result)
         value = None if run is None else {"runId": run.run_id, "datasetId": run.dataset_id,
                                           "keyValueStoreId": run.store_id}[ref.field]
         if not value:
-            raise NeedsValueFailed(f"{self._job.name}: ${{{{ needs.{ref} }}}}: the run of {ref.name} was not found, "
+            raise NeedsValueFailed(f"{self._job.name}: ${{{{ {ref} }}}}: the run of {name} was not found, "
                                    "so its IDs are unknown; not sent")
         return value
 

@@ -124,6 +124,36 @@ def resumed_result(job: Job, state: State, destination: Destination, base_url: s
     return result
 
 
+def standing_needs(names: set[str], jobs: dict[str, Job], state: State | None, destination: Destination,
+                   base_url: str) -> dict[str, JobResult]:
+    """The latest intact success of each named job in the state (as --resume takes it), for jobs a selection
+    needs but does not run; a job that itself takes values from its needs is resolved with theirs first."""
+    from apify_jobs.running.needs import NeedsValueFailed, resolved
+
+    found: dict[str, JobResult] = {}
+    looked: set[str] = set()
+
+    def look(name: str) -> None:
+        job = jobs.get(name)
+        if name in looked or job is None or state is None:
+            return
+        looked.add(name)
+        if uses_needs(job):
+            for need in job.needs:
+                look(need)
+            try:
+                job = resolved(job, found, lambda result: result.effective.run, destination)
+            except NeedsValueFailed:
+                return
+        result = resumed_result(job, state, destination, base_url)
+        if result is not None:
+            found[name] = result
+
+    for name in sorted(names):
+        look(name)
+    return found
+
+
 def still_standing(job: Job, state: State, destination: Destination, base_url: str) -> Earlier | None:
     """The job's latest success for the request it would send now, if its output is still intact."""
     standing = _standing(new_result(job, build_request(job, base_url)), state, destination)
