@@ -204,3 +204,12 @@ def test_only_with_resume_reads_a_whole_group_from_the_state(cli, emulator, tmp_
     assert server.state.per_task == {"me~size": 3, "me~all": 2, "me~one": 1}
     assert bodies(server, "me~all")[-1] == {"sizes": ["s", "m", "l"], "note": "again",
                                             "runs": [runs[s] for s in "sml"]}
+
+
+def test_the_files_own_keys_are_never_substituted_so_an_expression_there_is_refused(cli, tmp_path: Path) -> None:
+    path = tmp_path / "top.yaml"
+    path.write_text('version: 1\nconcurrency: "${{ vars.c }}"\njobs:\n'
+                    '  - {name: a, task: me~a, options: {memory: "${{ vars.m }}"}}\n')
+    code, out, err = cli("validate", path)
+    assert code == 2 and f"{path}:2:14: concurrency: must be a whole number" in out + err
+    assert "memory" not in out + err  # a job's value is judged once substituted

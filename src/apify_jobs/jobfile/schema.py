@@ -43,8 +43,10 @@ def _validator(ref: str | None = None) -> Any:
 
 def check_document(doc: Document) -> list[tuple[Path, Problem]]:
     """Every schema problem of a whole job file, with the path of the value it is about. A value that is one
-    whole `${{ … }}` takes the type of what it refers to: it is checked once substituted, not here."""
-    return [found for error in _validator().iter_errors(doc.data) if not _about_an_expression(error)
+    whole `${{ … }}` in a job or the defaults takes the type of what it refers to: it is checked once
+    substituted, not here (the file's own keys, such as `concurrency`, are never substituted)."""
+    return [found for error in _validator().iter_errors(doc.data)
+            if not (error.absolute_path and error.absolute_path[0] in ("jobs", "defaults") and _about_an_expression(error))
             for found in _explain(doc, (), error)]
 
 
