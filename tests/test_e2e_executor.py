@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from xml.etree import ElementTree
 
-from apify_jobs.running.selection import in_shard
 from tests.helpers import job_file, jobs_by_name, leftovers, on_a_terminal, read_report
 
 
@@ -30,6 +29,14 @@ def test_file_concurrency_and_global_cap_hold(cli, emulator, tmp_path: Path) -> 
     server.state.max_in_flight = 0
     code, _, _ = cli("run", a, "--out-dir", tmp_path / "out2")
     assert code == 0 and server.state.max_in_flight == 6
+
+
+def test_the_concurrency_flag_raises_a_files_own_value(cli, emulator, tmp_path: Path) -> None:
+    """`--concurrency 6` on a file without `concurrency` (1): six at once, as xargs -P 6 would."""
+    server = emulator({"default": {"latency": 0.3}})
+    jobs = "\n".join(f"  - {{name: j{i}, task: me~t, input: {{name: j{i}}}}}" for i in range(6))
+    code, _, _ = cli("run", job_file(tmp_path, f"jobs:\n{jobs}\n"), "--out-dir", tmp_path / "out", "--concurrency", "6")
+    assert code == 0 and server.state.max_in_flight == 6 and len(server.state.requests) == 6
 
 
 def test_sequence_runs_in_listed_order_one_at_a_time(cli, emulator, tmp_path: Path) -> None:
@@ -107,9 +114,8 @@ def test_shards_cover_every_job_exactly_once(cli, emulator, tmp_path: Path) -> N
         server.state.requests.clear()
         assert cli("run", path, "--shard", f"{shard}/3", "--out-dir", tmp_path / f"out{shard}")[0] == 0
         seen += names_in_order(server)
-        assert names_in_order(server) == [n for n in names_in_order(server) if in_shard(n, (shard, 3))]
+        assert len(names_in_order(server)) == 10  # 30 jobs dealt evenly
     assert sorted(seen) == sorted(f"job{i}" for i in range(30))
-    assert all(0 < sum(in_shard(f"job{i}", (s, 3)) for i in range(30)) for s in range(1, 4))
 
 
 def test_a_job_and_its_needs_share_a_shard(cli, emulator, tmp_path: Path) -> None:

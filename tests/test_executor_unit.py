@@ -16,7 +16,7 @@ from apify_jobs.record import JobError, JobResult, Status
 from apify_jobs.reports.progress import Progress
 from apify_jobs.running.executor import Executor
 from apify_jobs.running.runner import RunContext, new_result
-from apify_jobs.running.selection import select
+from apify_jobs.running.selection import Selectors, select
 from tests.helpers import make_job
 
 
@@ -64,7 +64,7 @@ def files(tmp_path: Path, *groups: tuple[list[dict], int, bool]) -> list[JobFile
 
 def execute(tmp_path: Path, job_files: list[JobFile], runner: FakeRunner, global_cap: int | None = None,
             fail_fast: bool = False) -> tuple[Executor, list[JobResult], str]:
-    plan = select(job_files, [], None, global_cap, fail_fast)
+    plan = select(job_files, Selectors(), global_cap, fail_fast)
     stream = io.StringIO()
     progress = Progress(len(plan.entries), stream=stream)
     context = RunContext(ApiClient(None, base_url="http://127.0.0.1:9"), LocalFolder(str(tmp_path / "out")))
@@ -115,7 +115,7 @@ def test_a_refused_job_stops_every_file(tmp_path: Path) -> None:
 def test_interrupt_cancels_running_and_waiting_jobs(tmp_path: Path) -> None:
     runner = FakeRunner(600.0)  # ended only by the interrupt: a job that ran its course would succeed
     plan_files = files(tmp_path, ([{"name": f"a{i}"} for i in range(4)], 2, False))
-    plan = select(plan_files, [], None, None, False)
+    plan = select(plan_files, Selectors(), None, False)
     context = RunContext(ApiClient(None, base_url="http://127.0.0.1:9"), LocalFolder(str(tmp_path / "out")))
     executor = Executor(plan, context, Progress(4, stream=io.StringIO()), run=runner)
     threading.Timer(0.2, executor.interrupt).start()
@@ -163,7 +163,7 @@ class TimedRunner(FakeRunner):
 
 def execute_with(tmp_path: Path, job_files: list[JobFile], runner: FakeRunner, journal: SlowJournal,
                  fail_fast: bool = False) -> list[JobResult]:
-    plan = select(job_files, [], None, None, fail_fast)
+    plan = select(job_files, Selectors(), None, fail_fast)
     context = RunContext(ApiClient(None, base_url="http://127.0.0.1:9"), LocalFolder(str(tmp_path / "out")))
     return Executor(plan, context, Progress(len(plan.entries), stream=io.StringIO()), run=runner,
                     journal=journal).run()
@@ -200,7 +200,7 @@ def test_a_state_that_cannot_be_written_stops_the_batch_without_a_thread_traceba
             raise StateError("cannot write the state: database or disk is full")
 
     runner = FakeRunner(0.01)
-    plan = select(files(tmp_path, ([{"name": f"a{i}"} for i in range(4)], 1, False)), [], None, None, False)
+    plan = select(files(tmp_path, ([{"name": f"a{i}"} for i in range(4)], 1, False)), Selectors(), None, False)
     context = RunContext(ApiClient(None, base_url="http://127.0.0.1:9"), LocalFolder(str(tmp_path / "out")))
     executor = Executor(plan, context, Progress(len(plan.entries), stream=io.StringIO()), run=runner,
                         journal=FullDisk(0))

@@ -92,6 +92,7 @@ class Job:
     fan_out: dict[str, Any] | None = None  # a matrix over a needed job's output: expanded once that job succeeded
     # needed matrices and fan-outs by name → their jobs in expansion order (`needs.<name>[*]…` gathers them)
     groups: dict[str, list[str]] = field(default_factory=dict)
+    max_age: float | None = None  # seconds (`refresh.maxAge`, or --max-age): with --resume, an older success runs again
 
     @property
     def endpoint(self) -> str:

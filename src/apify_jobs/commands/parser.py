@@ -66,6 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--var-file", action="append", default=[], metavar="FILE",
                          help="define vars from a YAML or JSON mapping (repeatable; --var wins)")
 
+    def with_selection(sub: argparse.ArgumentParser, verb: str) -> None:
+        sub.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                         help=f"{verb} only jobs whose name matches (a name or glob; +NAME adds what it needs, "
+                              "NAME+ what needs it; repeatable)")
+        sub.add_argument("--failed", action="store_true",
+                         help=f"{verb} only jobs whose latest result failed or was cancelled (from the state)")
+        sub.add_argument("--changed", action="store_true",
+                         help=f"{verb} only jobs whose request differs from their latest success, or that never "
+                              "succeeded (from the state; with --failed: either)")
+        sub.add_argument("--shard", metavar="I/N", help=f"{verb} slice I of N: every job dealt evenly, the same way "
+                                                         "for the same jobs")
+
+    def with_max_age(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--max-age", metavar="DURATION",
+                         help="with --resume, run again jobs whose latest success is older than this (30s, 90m, "
+                              "24h, 7d), in place of each job's refresh.maxAge")
+
     validate = _command(commands, "validate", "check job files; never needs a token")
     with_paths(validate)
     validate.add_argument("--format", choices=("text", "github", "json"), default="text",
@@ -80,14 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     plan.add_argument("--resume", action="store_true",
                       help="show which jobs `run --resume` would skip (from the output folder's state)")
+    with_selection(plan, "show")
+    with_max_age(plan)
 
     run = _command(commands, "run", "run the jobs")
     with_paths(run)
     with_vars(run)
     run.add_argument("--concurrency", type=int, metavar="N",
-                     help="a cap on jobs at once across all files, over each file's own `concurrency`")
+                     help="jobs at once for the whole run, in place of each file's own `concurrency` (up or "
+                          "down; the files' values are their defaults)")
     run.add_argument("--fail-fast", action="store_true", help="after a failure, start nothing more")
-    run.add_argument("--only", action="append", default=[], metavar="GLOB", help="run only jobs whose name matches")
     run.add_argument("--out-dir", default="out", help="output folder (default ./out)")
     run.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     writers.add_flags(run, json_flag=False)  # `run --json` prints the report instead
@@ -97,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="skip jobs whose last success (in the folder's state) had the same request and whose "
                           "output is intact")
-    run.add_argument("--shard", metavar="I/N", help="run a stable 1/N slice of the jobs")
+    with_selection(run, "run")
+    with_max_age(run)
     run.add_argument("--emulator", action="store_true", help="run against the built-in emulator; no token needed")
     run.add_argument("--no-run-facts", dest="run_facts", action="store_false",
                      help="do not look up each job's run (ID, status, cost) after the batch")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
 from apify_jobs import jobfile
 from apify_jobs.api.request import DEFAULT_BASE_URL, build_request
 from apify_jobs.cli_output import parse_vars, print_problems, print_safely
+from apify_jobs.commands.choose import chosen
+from apify_jobs.durations import too_old
 from apify_jobs.environment import Environment
 from apify_jobs.model import Job
 from apify_jobs.outputs.destination import Destination, destination_for
@@ -17,7 +18,7 @@ from apify_jobs.record import JobResult, RunFacts
 from apify_jobs.running.needs import NeedsValueFailed, deferred, describe_fan_out, expand, resolved, uses_needs
 from apify_jobs.running.runner import new_result
 from apify_jobs.running.selection import resumed_result, still_standing
-from apify_jobs.running.state import State, StateError, request_key, state_path
+from apify_jobs.running.state import existing_state, request_key
 
 
 def main(args: argparse.Namespace, env: Environment) -> int:
@@ -26,15 +27,16 @@ def main(args: argparse.Namespace, env: Environment) -> int:
     print_problems(warnings, env.redactor)
     base_url = env.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL
     destination = destination_for(args.out_dir)
-    state = _state(args.out_dir, args.state_dir, env) if args.resume else None
+    plan = chosen(args, env, job_files)
+    state = existing_state(args.out_dir, args.state_dir, env.redactor) if args.resume else None
     in_flight = state.in_flight() if state is not None else []
     # With --resume, jobs whose needs have intact outputs in the state are shown with the real values.
     standing = {job.name: resumed for job_file in job_files for job in job_file.jobs
                 if state and (resumed := resumed_result(job, state, destination, base_url)) is not None}
     planned = []
     shown_jobs: dict[str, Job] = {}
-    for job_file in job_files:
-        for job in [shown for listed in job_file.jobs for shown in _as_planned(listed, standing, destination)]:
+    for planned_entry in plan.entries:
+        for job in _as_planned(planned_entry.job, standing, destination):
             request = build_request(job, base_url)
             entry: dict[str, Any] = {
                 "name": job.name,
@@ -54,6 +56,9 @@ def main(args: argparse.Namespace, env: Environment) -> int:
                 earlier = still_standing(job, state, destination, base_url) if state else None
                 entry["resume"] = "skip" if earlier else "run"
                 entry["succeededAt"] = earlier.finished_at if earlier else None
+                latest = state.latest_success(job.name, request_key(new_result(job, request))) \
+                    if state and not earlier else None
+                entry["why"] = too_old(job.max_age, latest.finished_at) if latest else None
                 if earlier is None and state is not None:
                     key = request_key(new_result(job, request))
                     entry["inFlight"] = [{"attempt": a.id, "runId": a.run_id} for a in in_flight
@@ -71,7 +76,8 @@ def main(args: argparse.Namespace, env: Environment) -> int:
                   f"  body:   {json.dumps(entry['body'], ensure_ascii=False)}", f"  output: {entry['output']}",
                   f"  expect: {shown_jobs[entry['name']].expect.describe()}"]
         if args.resume:
-            shown = f"skip (succeeded {entry['succeededAt']}, output intact)" if entry["resume"] == "skip" else "run"
+            shown = f"skip (succeeded {entry['succeededAt']}, output intact)" if entry["resume"] == "skip" else \
+                f"run ({entry['why']})" if entry.get("why") else "run"
             lines.append(f"  resume: {shown}")
             lines += [f"  in flight: adopt run {a['runId']}" if a["runId"] else
                       f"  in flight: look for the run of attempt {a['attempt']}, adopt it if found"
@@ -101,11 +107,4 @@ def _earlier(result: JobResult) -> RunFacts | None:
     return result.effective.run
 
 
-def _state(out_dir: str, state_dir: str | None, env: Environment) -> State | None:
-    """The folder's state, if anything has run into it (plan never creates one)."""
-    try:
-        return State(out_dir, create=False, redactor=env.redactor, state_dir=state_dir)
-    except StateError:
-        if os.path.exists(state_path(out_dir, state_dir)):
-            raise
-        return None
+

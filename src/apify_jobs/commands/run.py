@@ -13,6 +13,7 @@ from apify_jobs.api.client import ApiClient, ca_setting, check_base_url
 from apify_jobs.api.request import DEFAULT_BASE_URL
 from apify_jobs.api.token import token_from
 from apify_jobs.cli_output import configure_logging, parse_vars, print_problems, print_safely, write_safely
+from apify_jobs.commands.choose import chosen
 from apify_jobs.environment import Environment
 from apify_jobs.errors import ExitStatus, UsageError
 from apify_jobs.failures import OutputFailure
@@ -26,20 +27,18 @@ from apify_jobs.reports.display import make_progress
 from apify_jobs.reports.progress import interrupted_runs, summary
 from apify_jobs.reports.report import ReportOf
 from apify_jobs.running.batch import BatchOptions, Outcome, pool_size, preflight, refuse_collisions, run_batch
-from apify_jobs.running.selection import parse_shard, select
 from apify_jobs.running.state import State, state_folder
 
 
 def main(args: argparse.Namespace, env: Environment) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
-    shard = parse_shard(args.shard)
     job_files, warnings = jobfile.load(args.paths, parse_vars(args.var, args.var_file), env.environ, args.max_jobs,
                                        args.exclude, env.redactor)
     if not args.quiet:
         print_problems(warnings, env.redactor)
-    plan = select(job_files, args.only, shard, args.concurrency, args.fail_fast)
     destination = destination_for(args.out_dir)
+    plan = chosen(args, env, job_files, args.concurrency, args.fail_fast)
     reports = writers.chosen(args, os.path.join(args.out_dir, DEFAULT_REPORT))
     refuse_collisions(plan, destination, {flag: path for flag, (_, path) in reports.items()},
                       state_folder(args.out_dir, args.state_dir))
@@ -53,7 +52,8 @@ def main(args: argparse.Namespace, env: Environment) -> int:
         client = ApiClient(token, pool_size=pool_size(job_files, args.concurrency), base_url=base_url)
         try:
             options = BatchOptions(args.resume, args.run_facts, args.abort_on_interrupt,
-                                   {"only": args.only, "shard": args.shard, "outDir": args.out_dir})
+                                   {"only": args.only, "shard": args.shard, "failed": args.failed,
+                                    "changed": args.changed, "maxAge": args.max_age, "outDir": args.out_dir})
             outcome = run_batch(plan, job_files, destination, state, client, options,
                                 lambda total: make_progress(total, args.quiet, args.color, env.redactor),
                                 _say(args.quiet), env.settings)

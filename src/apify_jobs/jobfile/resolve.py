@@ -415,7 +415,17 @@ def _resolve_job(
         position=doc.position(where),
         expect=expect,
         fan_out=dict(raw["matrix"]) if matrix is None else None,
+        max_age=_max_age(resolved.get("refresh")),
     )
+
+
+def _max_age(refresh: Any) -> float | None:
+    from apify_jobs.durations import DurationError, parse
+
+    try:
+        return parse(refresh["maxAge"]) if isinstance(refresh, dict) else None
+    except DurationError:  # an expression `validate` leaves as written; the schema judges it once substituted
+        return None
 
 
 def _errors_since(problems: list[Problem], before: int) -> bool:

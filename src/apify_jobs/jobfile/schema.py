@@ -92,6 +92,7 @@ _PATTERNS = {
     "^(?:[A-Za-z0-9]+|[^\\s/~]+[~/][^\\s/~]+|.*\\$\\{\\{.*)$": "must be an ID or owner~name (no spaces)",
     "^[A-Za-z_][A-Za-z0-9_]*$": "must be letters, digits and _, not starting with a digit",
     "^https?://": "must be an http(s) URL",
+    "^[1-9][0-9]*(s|m|h|d)$": "must be a duration: a whole number and a unit, as in 30s, 90m, 24h or 7d",
     "^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$": "must be a media type, like application/json",
 }
 

@@ -19,6 +19,7 @@ from apify_jobs.api.client import ApiClient
 from apify_jobs.api.identity import Attempt, Attempts
 from apify_jobs.api.request import RunRequest, build_request
 from apify_jobs.api.retry import call_with_retries
+from apify_jobs.durations import too_old
 from apify_jobs.failures import (
     Cancelled,
     ConnectionDropped,
@@ -219,6 +220,8 @@ def _refetch(job: Job, context: RunContext, key: str, result: JobResult, write: 
     the same path) and checked as any output, instead of paying for a new run. False, with the reason noted,
     when the platform no longer has it (past the account's data retention, say)."""
     earlier = context.ledger.earlier_run(job.name, key) if context.refetch and context.ledger else None
+    if earlier is not None and too_old(job.max_age, earlier.finished_at):
+        return False  # a refresh: a new run is what is asked for
     run = earlier.run if earlier else None
     if earlier is None or run is None or run.dataset_id is None or run.store_id is None:
         return False

@@ -51,6 +51,16 @@ def state_folder(out_dir: str, state_dir: str | None = None) -> str:
     return state_dir or os.path.join(out_dir, STATE_FOLDER)
 
 
+def existing_state(out_dir: str, state_dir: str | None, redactor: Redactor) -> State | None:
+    """The folder's state, if anything has run into it (reading never creates one)."""
+    try:
+        return State(out_dir, create=False, redactor=redactor, state_dir=state_dir)
+    except StateError:
+        if os.path.exists(state_path(out_dir, state_dir)):
+            raise
+        return None
+
+
 def state_path(out_dir: str, state_dir: str | None = None) -> str:
     return os.path.join(state_folder(out_dir, state_dir), STATE_FILE)
 
@@ -496,6 +506,15 @@ class State:
         if row[3] > RECORD_VERSION:
             self._readable(row[3], row[0])  # refused: written by a newer apify-jobs
         return Earlier(row[0], row[1], row[4], row[5], row[6])
+
+    def latest_by_job(self) -> dict[str, tuple[str, str | None]]:
+        """Each job's latest result: (its status, the request key of the job's latest success, if any)."""
+        with self._lock:
+            statuses = self._db.execute("SELECT job, status FROM results WHERE id IN "
+                                        "(SELECT MAX(id) FROM results GROUP BY job)").fetchall()
+            keys = dict(self._db.execute("SELECT job, request_key FROM results WHERE id IN "
+                                         "(SELECT MAX(id) FROM results WHERE status = 'succeeded' GROUP BY job)"))
+        return {job: (status, keys.get(job)) for job, status in statuses}
 
     def everything(self) -> tuple[list[Invocation], list[StoredResult]]:
         """Every run and every result, oldest first (what `report --merge` copies)."""
