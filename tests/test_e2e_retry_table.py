@@ -39,6 +39,7 @@ def test_201_writes_the_output_and_reports_it(cli, emulator, tmp_path: Path) -> 
     assert whole["files"] == [{"path": str(tmp_path / "jobs.yaml"),
                                "sha256": hashlib.sha256((tmp_path / "jobs.yaml").read_bytes()).hexdigest()}]
     assert whole["totals"] == {"jobs": 1, "succeeded": 1, "failed": 0, "skipped": 0, "cancelled": 0, "failedExpectations": 0,
+                               "sent": 1, "resumed": 0, "refetched": 0, "adopted": 0,
                                "usageTotalUsd": entry["usageTotalUsd"], "usagePreliminary": True}
     assert entry["runId"] == server.state.runs[0].id and entry["usageTotalUsd"] > 0
     assert whole["tool"]["version"] and entry["startedAt"] <= entry["finishedAt"] and entry["durationMs"] >= 0

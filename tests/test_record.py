@@ -32,7 +32,7 @@ text = st.text(max_size=12)
 maybe_text = st.none() | text
 ids = st.text("abcdefXYZ0123456789", min_size=6, max_size=12)
 outputs = st.builds(WrittenOutput, path=text.filter(bool), bytes=st.integers(0, 1 << 40), sha256=text,
-                    content_type=maybe_text, key=maybe_text)
+                    content_type=maybe_text, key=maybe_text, items=st.none() | st.integers(0, 10**9))
 runs = st.builds(RunFacts, run_id=ids, status=maybe_text, usage_total_usd=st.none() | st.floats(0, 1e6),
                  dataset_id=maybe_text, store_id=maybe_text, preliminary=st.booleans())
 FIELDS = dict(
@@ -42,7 +42,8 @@ FIELDS = dict(
     error=st.none() | st.builds(JobError, type=text, message=text, run_id=st.none() | ids,
                                 violations=st.none() | st.integers(0, 100)),
     output=st.none() | outputs, rejected=st.none() | outputs, started_at=maybe_text, finished_at=maybe_text,
-    duration_ms=st.none() | st.integers(0, 10**9), resumed=st.booleans(), refetched=st.booleans(), note=st.none() | text.filter(bool),
+    duration_ms=st.none() | st.integers(0, 10**9), resumed=st.booleans(), refetched=st.booleans(),
+    from_run=st.none() | st.integers(1, 10**6), note=st.none() | text.filter(bool),
     recovery=st.none() | st.builds(Recovery, adopted=st.booleans(), run_id=st.none() | ids, followed=st.booleans(),
                                    looks=st.lists(st.builds(RecoveryLook, attempt=st.integers(1, 5), found=text,
                                                             run_ids=st.lists(ids, max_size=3), note=text,

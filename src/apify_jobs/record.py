@@ -43,16 +43,22 @@ class WrittenOutput:
     sha256: str
     content_type: str | None
     key: str | None = None  # its place relative to the destination's root: what --resume and merges read
+    items: int | None = None  # how many items it holds, when a check counted them (minItems, maxItems, schema)
 
     def to_dict(self) -> dict[str, Any]:
-        entry = {"path": self.path, "bytes": self.bytes, "sha256": self.sha256, "contentType": self.content_type}
-        return entry if self.key is None else {**entry, "key": self.key}
+        entry: dict[str, Any] = {"path": self.path, "bytes": self.bytes, "sha256": self.sha256,
+                                 "contentType": self.content_type}
+        if self.key is not None:
+            entry["key"] = self.key
+        if self.items is not None:
+            entry["items"] = self.items
+        return entry
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> WrittenOutput:
-        key = raw.get("key")
+        key, items = raw.get("key"), raw.get("items")
         return cls(str(raw["path"]), int(raw["bytes"]), str(raw["sha256"]), raw.get("contentType"),
-                   None if key is None else str(key))
+                   None if key is None else str(key), None if items is None else int(items))
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,7 @@ class JobResult:
     duration_ms: int | None = None
     resumed: bool = False
     refetched: bool = False  # not run: its earlier run's output fetched again (the file was missing or changed)
+    from_run: int | None = None  # resumed: the run of the tool (its number in the state) whose result it carries
     note: str | None = None
     recovery: Recovery | None = None
     attempt_ids: list[str] = field(default_factory=list)  # each attempt's identity, in order
@@ -239,6 +246,8 @@ class JobResult:
             entry["resumed"] = True
         if self.refetched:
             entry["refetched"] = True
+        if self.from_run is not None:
+            entry["fromRun"] = self.from_run
         if self.note:
             entry["note"] = self.note
         entry["recovery"] = self.recovery.to_dict() if self.recovery else None
@@ -264,7 +273,8 @@ class JobResult:
             output=WrittenOutput.from_dict(raw["output"]) if raw.get("output") else None,
             rejected=WrittenOutput.from_dict(raw["rejected"]) if raw.get("rejected") else None,
             started_at=raw.get("startedAt"), finished_at=raw.get("finishedAt"), duration_ms=raw.get("durationMs"),
-            resumed=bool(raw.get("resumed")), refetched=bool(raw.get("refetched")), note=raw.get("note"),
+            resumed=bool(raw.get("resumed")), refetched=bool(raw.get("refetched")), from_run=raw.get("fromRun"),
+            note=raw.get("note"),
             recovery=Recovery.from_dict(raw["recovery"]) if raw.get("recovery") else None,
             attempt_ids=list(raw.get("attemptIds") or []),
             run=RunFacts.from_dict(raw) if raw.get("runId") else None,
@@ -272,9 +282,11 @@ class JobResult:
             facts_note=raw.get("runFactsNote"), actor=actor)
 
 
-def resumed_from(text: str, shown: str, key: str) -> tuple[str, WrittenOutput]:
-    """A stored record of a success, marked resumed, its output where it is now (``shown``, ``key``): as JSON,
-    with its output. Works on the dict form, not the record: a --resume of 20,000 jobs does this 20,000 times."""
+def resumed_from(text: str, shown: str, key: str, from_run: int | None = None) -> tuple[str, WrittenOutput, int | None]:
+    """A stored record of a success, marked resumed (from run ``from_run`` of the tool), its output where it is
+    now (``shown``, ``key``): as JSON, with its output and the run it comes from (a resumed record's own, when
+    it was resumed before). Works on the dict form, not the record: a --resume of 20,000 jobs does this 20,000
+    times."""
     try:
         entry = json.loads(text)
         output = {**entry["output"], "path": shown, "key": key}
@@ -282,7 +294,9 @@ def resumed_from(text: str, shown: str, key: str) -> tuple[str, WrittenOutput]:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RecordError(f"a stored record is damaged ({type(exc).__name__}: {str(exc)[:80]})") from None
     entry.update(output=output, resumed=True)
-    return json.dumps(entry, ensure_ascii=False), written
+    if from_run is not None and "fromRun" not in entry:
+        entry["fromRun"] = from_run
+    return json.dumps(entry, ensure_ascii=False), written, entry.get("fromRun")
 
 
 def to_json(result: JobResult, mask: Callable[[Any], Any] | None = None) -> str:

@@ -227,6 +227,12 @@ class Check:
     def items(self) -> int:
         return self._reader.items if self._reader is not None else 0
 
+    @property
+    def counted(self) -> int | None:
+        """How many items the output holds, when the checks counted every one (None: they did not)."""
+        whole = self.depth >= Depth.COUNT and self._reader is not None and self._broken is None
+        return self.items if whole else None
+
     def feed(self, chunk: bytes) -> None:
         self.bytes += len(chunk)
         if self._reading and self._reader is not None:

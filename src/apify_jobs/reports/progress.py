@@ -11,7 +11,7 @@ from typing import IO
 from apify_jobs.inert import shown
 from apify_jobs.record import GoingRun, JobResult, Status
 from apify_jobs.redaction import Redactor
-from apify_jobs.reports.report import Totals
+from apify_jobs.reports.report import Totals, origin_text, provenance
 
 _ANSI = {Status.SUCCEEDED: "32", Status.FAILED: "1;31", Status.SKIPPED: "33", Status.CANCELLED: "33"}
 
@@ -80,8 +80,9 @@ def summary(results: list[JobResult], redact: Redactor) -> str:
     """The table printed at the end: name, status, attempts, duration, output or error."""
     rows = [("JOB", "STATUS", "TRIES", "TIME", "OUTPUT / ERROR")]
     for r in results:
-        if r.resumed:  # its output is the earlier run's
-            detail = f"{r.output.path if r.output else ''} (resumed)"
+        reused = provenance(r)
+        if reused is not None:  # its output came from an earlier run, not from a request of this one
+            detail = f"{r.output.path if r.output else ''} ({origin_text(r)})"
         elif r.succeeded and r.output:
             detail = r.output.path
         elif r.error is not None:
@@ -90,8 +91,8 @@ def summary(results: list[JobResult], redact: Redactor) -> str:
                 detail += f" (run {r.error.run_id})"
         else:
             detail = r.note or ""
-        seconds = f"{(r.duration_ms or 0) / 1000:.1f} s" if r.duration_ms is not None else "-"
-        rows.append((r.name, r.status.value, str(r.attempts), seconds, detail))
+        seconds = f"{(r.duration_ms or 0) / 1000:.1f} s" if r.duration_ms is not None and reused != "resumed" else "-"
+        rows.append((r.name, r.status.value, str(r.attempts) if reused is None else "-", seconds, detail))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows]
     batch = Totals.of(results)
@@ -99,10 +100,11 @@ def summary(results: list[JobResult], redact: Redactor) -> str:
     totals["failed"] -= batch.failed_expectations
     totals["failed expectations"] = batch.failed_expectations
     lines.append(", ".join(f"{count} {status}" for status, count in totals.items() if count) or "no jobs")
-    cost = batch
-    if cost.usage_usd is not None:
-        lines.append(f"cost: ${cost.usage_usd:.4f}"
-                     + (" (preliminary: the platform may still revise it)" if cost.preliminary else ""))
+    if any(batch.reused.values()):
+        lines.append(f"this run: {batch.this_run}")
+    if batch.usage_usd is not None:
+        lines.append(f"this run's cost: ${batch.usage_usd:.4f}"
+                     + (" (preliminary: the platform may still revise it)" if batch.preliminary else ""))
     for r in results:
         if r.status is Status.FAILED and r.run is not None:
             lines.append(f"{r.name}: {r.run.console_url}")

@@ -40,10 +40,10 @@ def write_junit(of: ReportOf, path: str) -> None:
     from apify_jobs.files import write_file_whole
     from apify_jobs.inert import xml_text
     from apify_jobs.record import Status
-    from apify_jobs.reports.report import wall_seconds
+    from apify_jobs.reports.report import origin_text, provenance, wall_seconds
 
-    def seconds(record: JobResult) -> float:
-        return float(record.duration_ms or 0) / 1000
+    def seconds(record: JobResult) -> float:  # a resumed job took none of this run's time
+        return 0.0 if record.resumed else float(record.duration_ms or 0) / 1000
 
     def text(value: str) -> str:
         return xml_text(of.redactor(value))  # masked, then what XML 1.0 can hold
@@ -51,9 +51,12 @@ def write_junit(of: ReportOf, path: str) -> None:
     def testcase(record: JobResult) -> str:
         case = ElementTree.Element("testcase", {"classname": text(os.path.relpath(record.file or ".")),
                                                 "name": text(record.name), "time": f"{seconds(record):.3f}"})
-        if record.run is not None:
+        reused = provenance(record)
+        facts = [("runId", record.run.run_id), ("consoleUrl", record.run.console_url)] if record.run else []
+        facts += [("provenance", reused), ("origin", origin_text(record))] if reused else []
+        if facts:
             properties = ElementTree.SubElement(case, "properties")
-            for name, value in (("runId", record.run.run_id), ("consoleUrl", record.run.console_url)):
+            for name, value in facts:
                 ElementTree.SubElement(properties, "property", {"name": name, "value": text(value)})
         error = record.error
         if record.status is Status.FAILED:
@@ -98,22 +101,26 @@ def write_html(of: ReportOf, path: str) -> None:
 
 def markdown(of: ReportOf) -> str:
     """The report as a Markdown summary (a CI job's summary page): the totals, then a row a job."""
-    from apify_jobs.reports.report import build
+    from apify_jobs.reports.report import build, origin_text, provenance
 
     report = build(of)
     totals = report.totals
     counts = ", ".join(f"{count} {status}" for status, count in totals.counts.items() if count)
-    cost = f"; cost ${totals.usage_usd:.4f}" if totals.usage_usd is not None else ""
-    lines = ["## apify-jobs", "", f"{totals.jobs} jobs: {counts or 'none'}{cost}", "",
+    cost = f"; this run's cost ${totals.usage_usd:.4f}" if totals.usage_usd is not None else ""
+    lines = ["## apify-jobs", "", f"{totals.jobs} jobs: {counts or 'none'} ({totals.this_run}){cost}", "",
              "| job | status | tries | output / error | run |", "| --- | --- | --- | --- | --- |"]
     for record in report.records:
         error = record.error
+        reused = provenance(record)
         detail = (record.output.path if record.output else "") if record.succeeded else \
             f"{error.type if error else ''}: {error.message if error else ''}"
+        if reused:
+            detail += f" ({origin_text(record)})"
         run = f"[{record.run.run_id}]({record.run.console_url})" if record.run else ""
         cell = of.redactor(detail).replace("|", "\\|").replace("\n", " ")  # masked, then escaped
         name = of.redactor(record.name).replace("|", "\\|")
-        lines.append(f"| {name} | {record.status} | {record.attempts} | {cell} | {run} |")
+        status = f"{record.status} ({reused})" if reused else str(record.status)
+        lines.append(f"| {name} | {status} | {'-' if reused else record.attempts} | {cell} | {run} |")
     return "\n".join(lines) + "\n"
 
 

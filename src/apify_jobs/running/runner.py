@@ -7,6 +7,7 @@ run-sync would have answered. Once a run is adopted, the job's POST is never sen
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -119,6 +120,8 @@ def run_job(job: Job, context: RunContext) -> JobResult:
                 result.rejected = writer.commit(rejected=True)
                 raise ExpectationFailed(f"{verdict.message}; kept as {result.rejected.path}", verdict.total)
             result.output = writer.commit()
+            if check.counted is not None:
+                result.output = dataclasses.replace(result.output, items=check.counted)
 
     def attempt(number: int) -> None:
         sent = context.attempts.new(job.name, job.task, number, job.actor)

@@ -215,12 +215,13 @@ def resumed_result(job: Job, state: State, destination: Destination, base_url: s
         return None
     earlier, key = standing
     try:
-        text, output = resumed_from(earlier.text, destination.shown(key), key)
+        text, output, from_run = resumed_from(earlier.text, destination.shown(key), key, earlier.invocation)
     except RecordError as damaged:
         raise StateError(f"the state {state.path} holds {damaged}") from None
     # What the state and the summary need of it, and its record as JSON (20,000 decoded records are ~60 MB).
     result.status, result.resumed, result.output, result.finished_at = Status.SUCCEEDED, True, output, \
         earlier.finished_at
+    result.from_run = from_run
     result.previous_json = text
     return result
 

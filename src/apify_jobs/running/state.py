@@ -170,6 +170,7 @@ class Earlier:
     output_path: str | None
     output_sha256: str | None
     output_key: str | None  # None: a record from before keys (its path then says where)
+    invocation: int | None = None  # the run of the tool that recorded it
 
 
 def _connect(path: str, prepare: Callable[[sqlite3.Connection], object]) -> sqlite3.Connection:
@@ -495,7 +496,8 @@ class State:
         last good output stays, but the job is not done: it runs again)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT entry, finished_at, id, record_version, output_path, output_sha256, output_key FROM results "
+                "SELECT entry, finished_at, id, record_version, output_path, output_sha256, output_key, invocation "
+                "FROM results "
                 "WHERE job = ? AND request_key = ? AND status = 'succeeded' ORDER BY id DESC LIMIT 1",
                 (job, key)).fetchone()
             rejected = row is not None and self._db.execute(
@@ -505,7 +507,7 @@ class State:
             return None
         if row[3] > RECORD_VERSION:
             self._readable(row[3], row[0])  # refused: written by a newer apify-jobs
-        return Earlier(row[0], row[1], row[4], row[5], row[6])
+        return Earlier(row[0], row[1], row[4], row[5], row[6], row[7])
 
     def latest_by_job(self) -> dict[str, tuple[str, str | None]]:
         """Each job's latest result: (its status, the request key of the job's latest success, if any)."""
