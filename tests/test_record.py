@@ -34,7 +34,7 @@ ids = st.text("abcdefXYZ0123456789", min_size=6, max_size=12)
 outputs = st.builds(WrittenOutput, path=text.filter(bool), bytes=st.integers(0, 1 << 40), sha256=text,
                     content_type=maybe_text, key=maybe_text, items=st.none() | st.integers(0, 10**9))
 runs = st.builds(RunFacts, run_id=ids, status=maybe_text, usage_total_usd=st.none() | st.floats(0, 1e6),
-                 dataset_id=maybe_text, store_id=maybe_text, preliminary=st.booleans())
+                 dataset_id=maybe_text, store_id=maybe_text, preliminary=st.booleans(), build_number=maybe_text)
 FIELDS = dict(
     name=text, task=text, file=text, endpoint=st.sampled_from(["run-sync", "run-sync-get-dataset-items"]),
     query=st.dictionaries(text, text, max_size=3), input_sha256=text, status=st.sampled_from(list(Status)),

@@ -140,3 +140,31 @@ def test_shards_keep_a_job_with_its_needs_where_they_fit(tmp_path: Path) -> None
     assert sorted(len(part) for part in split) == [6, 6, 6, 6]
     for part in split:
         assert all({f"c{name[1]}-0", f"c{name[1]}-1", f"c{name[1]}-2"} <= part for name in part)
+
+
+def test_the_report_says_which_build_ran_and_tags_are_warned_about(cli, emulator, tmp_path: Path) -> None:
+    server = emulator()
+    text = ("jobs:\n  - {name: pinned, task: me~a, options: {build: 0.1.234}}\n"
+            "  - {name: tagged, task: me~b, options: {build: latest}}\n  - {name: plain, task: me~c}\n")
+    path = job_file(tmp_path, text)
+    code, out, err = cli("validate", path)
+    assert code == 0 and "warning: jobs[1] (tagged)" not in err  # the message names the key, not the job index
+    assert f"{path}:4:" in out + err and "options.build 'latest' is a tag" in out + err
+    code, out, err = cli("validate", path, "--require-pinned-build")
+    assert code == 2 and "options.build 'latest' is a tag" in out + err and "no options.build" in out + err
+    code, _, err = cli("run", path, "--out-dir", tmp_path / "out", "--require-pinned-build")
+    assert code == 2 and server.state.per_task == {}  # refused before anything is sent
+    assert cli("run", path, "--out-dir", tmp_path / "out")[0] == 0
+    jobs = jobs_by_name(read_report(tmp_path / "out"))
+    assert jobs["pinned"]["buildNumber"] == "0.0.1" and jobs["pinned"]["request"]["inputSha256"]
+
+
+def test_report_takes_the_same_only_and_failed(cli, emulator, tmp_path: Path) -> None:
+    emulator({"tasks": {"me~d": {"respond": "run-failed"}}})
+    out = tmp_path / "out"
+    assert cli("run", job_file(tmp_path, GRAPH), "--out-dir", out)[0] == 1
+    for flags, expected in ((["--failed"], ["d"]), (["--only", "m-*"], ["m-1", "m-2"]),
+                            (["--only", "+b", "--only", "d", "--failed"], ["d"])):
+        report = tmp_path / "r.json"
+        assert cli("report", "--out-dir", out, "--json", report, *flags)[0] == 0
+        assert [job["name"] for job in json.loads(report.read_text())["jobs"]] == expected

@@ -42,7 +42,9 @@ def age_of(timestamp: str | None, now: datetime | None = None) -> float | None:
 
 def too_old(max_age: float | None, finished_at: str | None) -> str | None:
     """Why a success that finished at ``finished_at`` is too old to keep under ``max_age``, or None."""
+    if max_age is None:
+        return None
     age = age_of(finished_at)
-    if max_age is None or age is None or age <= max_age:
+    if age is None or age <= max_age:
         return None
     return f"succeeded {shown(age)} ago, max age {shown(max_age)}"

@@ -131,6 +131,7 @@ class RunFacts:
     dataset_id: str | None = None
     store_id: str | None = None
     preliminary: bool = False  # it had just finished: the platform may still revise its cost
+    build_number: str | None = None  # the Actor build it ran (with the input's sha256: what makes it reproducible)
 
     @property
     def console_url(self) -> str:
@@ -142,13 +143,16 @@ class RunFacts:
                                  "consoleUrl": self.console_url}
         if self.preliminary:
             entry["usagePreliminary"] = True
+        if self.build_number is not None:
+            entry["buildNumber"] = self.build_number
         return entry
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunFacts:
         usage = raw.get("usageTotalUsd")
         return cls(str(raw["runId"]), raw.get("runStatus"), float(usage) if isinstance(usage, (int, float)) else None,
-                   raw.get("defaultDatasetId"), raw.get("defaultKeyValueStoreId"), bool(raw.get("usagePreliminary")))
+                   raw.get("defaultDatasetId"), raw.get("defaultKeyValueStoreId"), bool(raw.get("usagePreliminary")),
+                   raw.get("buildNumber"))
 
 
 @dataclass

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("paths", nargs="+", metavar="PATH", help="job files or folders (*.yaml, *.yml, recursively)")
         sub.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                          help="leave out files and folders found in folders that match (repeatable)")
+        sub.add_argument("--require-pinned-build", action="store_true",
+                         help="a job whose options.build is not a build number (e.g. 0.1.234) is an error: the same "
+                              "input on the same build, for reproducible runs from CI")
         sub.add_argument("--max-jobs", type=int, metavar="N",
                          help="let matrices expand to up to N jobs per job and per run (defaults 1,000 and 10,000)")
 
@@ -134,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     writers.add_flags(report)
     report.add_argument("--run", default="last", metavar="last|all|N",
                         help="the last run (default), run number N, or every job's latest result")
+    report.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                        help="report only jobs whose name matches (a name or glob; repeatable)")
+    report.add_argument("--failed", action="store_true", help="report only jobs that failed or were cancelled")
     report.add_argument("--merge", nargs="+", metavar="DIR",
                         help="merge these output folders (shards that ran apart) into --out-dir, and report on it")
 

@@ -23,7 +23,7 @@ from apify_jobs.running.state import existing_state, request_key
 
 def main(args: argparse.Namespace, env: Environment) -> int:
     job_files, warnings = jobfile.load(args.paths, parse_vars(args.var, args.var_file), env.environ, args.max_jobs,
-                                       args.exclude, env.redactor)
+                                       args.exclude, env.redactor, args.require_pinned_build)
     print_problems(warnings, env.redactor)
     base_url = env.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL
     destination = destination_for(args.out_dir)

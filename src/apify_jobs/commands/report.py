@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
 from apify_jobs.cli_output import print_safely
 from apify_jobs.environment import Environment
@@ -29,7 +30,7 @@ def main(args: argparse.Namespace, env: Environment) -> int:
 
 
 def _write(args: argparse.Namespace, env: Environment, state: State) -> int:
-    invocation, entries = state.entries(args.run)
+    invocation, entries = state.entries(args.run, _kept(args))
     if invocation is None:  # --run all: the latest result of every job that ever ran into the folder
         of = ReportOf(entries, redactor=env.redactor)
     else:
@@ -41,6 +42,18 @@ def _write(args: argparse.Namespace, env: Environment, state: State) -> int:
         "" if of.complete else " (it was killed before it finished)")
     print_safely(f"apify-jobs: wrote {' and '.join(written)}: {len(entries)} job{'s' * (len(entries) != 1)} of {which}")
     return 0
+
+
+def _kept(args: argparse.Namespace) -> Callable[[str, str], bool] | None:
+    """--only and --failed, as `run` and `plan` read them; a report knows no job files, so `+NAME` and `NAME+`
+    select the name alone."""
+    import fnmatch
+
+    patterns = [pattern.strip("+") for pattern in args.only]
+    if not patterns and not args.failed:
+        return None
+    return lambda job, status: (not patterns or any(fnmatch.fnmatchcase(job, p) for p in patterns)) and \
+        (not args.failed or status in ("failed", "cancelled"))
 
 
 def _write_reports(args: argparse.Namespace, of: ReportOf, merged: bool = False) -> list[str]:

@@ -34,7 +34,7 @@ def main(args: argparse.Namespace, env: Environment) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     job_files, warnings = jobfile.load(args.paths, parse_vars(args.var, args.var_file), env.environ, args.max_jobs,
-                                       args.exclude, env.redactor)
+                                       args.exclude, env.redactor, args.require_pinned_build)
     if not args.quiet:
         print_problems(warnings, env.redactor)
     destination = destination_for(args.out_dir)

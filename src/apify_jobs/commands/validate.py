@@ -13,7 +13,8 @@ from apify_jobs.errors import JobFileError, Problem
 
 def main(args: argparse.Namespace, env: Environment) -> int:
     try:
-        job_files, warnings = jobfile.load(args.paths, max_jobs=args.max_jobs, exclude=args.exclude, redactor=env.redactor)
+        job_files, warnings = jobfile.load(args.paths, max_jobs=args.max_jobs, exclude=args.exclude, redactor=env.redactor,
+                                           require_pinned_build=args.require_pinned_build)
     except JobFileError as exc:
         if args.format == "json":
             print_safely(json.dumps([_as_json(p, env) for p in exc.problems], ensure_ascii=False, indent=2))

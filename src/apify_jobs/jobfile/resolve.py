@@ -92,9 +92,11 @@ def load(
     max_jobs: int | None = None,
     exclude: Iterable[str] = (),
     redactor: Redactor | None = None,
+    require_pinned_build: bool = False,
 ) -> tuple[list[JobFile], list[Problem]]:
     """Load, check and resolve job files. ``variables``/``environ`` None: `validate` (expressions stay).
     ``max_jobs`` raises the matrix limits (--max-jobs). ``redactor``: the invocation's, given each secret read.
+    ``require_pinned_build``: a job without a build number in `options.build` is an error, not only a warning.
 
     Raises JobFileError with every problem if any is an error; returns the warnings otherwise.
     """
@@ -128,7 +130,7 @@ def load(
         problems.extend(problem for _, problem in found)
         broken = _broken_jobs(found)
         if broken is not None:  # resolve what the schema let through, so every problem shows at once
-            job_files.append(_resolve_file(doc, context, problems, broken, budget))
+            job_files.append(_resolve_file(doc, context, problems, broken, budget, require_pinned_build))
     problems.extend(_duplicate_names(job_files))
     problems.extend(_duplicate_outputs(job_files))
     problems = list(dict.fromkeys(problems))  # a problem in `defaults` is found once per job
@@ -175,7 +177,7 @@ def deep_merge(base: Any, override: Any) -> Any:
 
 
 def _resolve_file(doc: Document, context: Context, problems: list[Problem], broken: set[int],
-                  budget: MatrixBudget) -> JobFile:
+                  budget: MatrixBudget, pinned: bool = False) -> JobFile:
     data = doc.data
     job_file = JobFile(doc.file, doc.sha256, data.get("concurrency", 1), data.get("failFast", False))
     defaults = data.get("defaults", {})
@@ -192,7 +194,7 @@ def _resolve_file(doc: Document, context: Context, problems: list[Problem], brok
         names: list[str] = []
         before = len(problems)
         for name, matrix in _matrix(doc, raw, where, problems, budget):
-            job = _resolve_job(doc, defaults, raw, where, name, matrix, context, problems)
+            job = _resolve_job(doc, defaults, raw, where, name, matrix, context, problems, pinned)
             if job is not None:
                 expanded.append((job, where, raw.get("needs", [])))
                 names.append(name)
@@ -218,9 +220,11 @@ def _resolve_file(doc: Document, context: Context, problems: list[Problem], brok
                 hint = f"; jobs of this file: {', '.join(by_base)}" if by_base else ""
                 problems.append(doc.problem(where + ("needs", position), f"needs unknown job '{need}'{hint}"))
         job_file.jobs.append(job)
+    matrices = {raw["name"] for raw in data["jobs"] if isinstance(raw, dict) and raw.get("matrix")
+                and isinstance(raw.get("name"), str)}
     for index, raw in enumerate(data["jobs"]):
         if isinstance(raw, dict) and isinstance(raw.get("name"), str):
-            problems.extend(_needs_references(doc, raw, ("jobs", index), by_base, expansion_of, fan_outs))
+            problems.extend(_needs_references(doc, raw, ("jobs", index), by_base, expansion_of, fan_outs, matrices))
     problems.extend(_cycles(doc, expanded))
     return job_file
 
@@ -280,7 +284,7 @@ def _expression_syntax(doc: Document, raw: dict[str, Any], where: Path) -> list[
 
 
 def _needs_references(doc: Document, raw: dict[str, Any], where: Path, by_base: dict[str, list[str]],
-                      expansion_of: dict[str, str], fan_outs: set[str]) -> list[Problem]:
+                      expansion_of: dict[str, str], fan_outs: set[str], matrices: set[str]) -> list[Problem]:
     """`needs.<job>…` only in input, options, dataset or matrix, only of a job this one needs, and over a
     matrix or fan-out only with `[*]` (every job's value, a list) or by one job's name; each problem at the
     expression's own line."""
@@ -288,7 +292,7 @@ def _needs_references(doc: Document, raw: dict[str, Any], where: Path, by_base: 
     declared: list[Any] = raw["needs"] if isinstance(raw.get("needs"), list) else []
     for path, ref in expressions.needs_references(raw, where):
         key, name, shown = path[len(where)], ref.name, f"${{{{ {ref} }}}}"
-        group = name in fan_outs or (name in by_base and by_base[name] != [name])
+        group = name in matrices  # a static matrix or a fan-out, whether or not its jobs resolved
         if key not in ("input", "options", "dataset", "matrix"):
             message = f"{shown} may only stand in input, options or dataset"
         elif name not in declared and expansion_of.get(name) not in declared:
@@ -359,6 +363,7 @@ def _resolve_job(
     matrix: dict[str, Any] | None,
     context: Context,
     problems: list[Problem],
+    pinned: bool = False,
 ) -> Job | None:
     """One job (one expansion of a matrix): substituted, merged with the defaults, and checked by the rules
     below, each of which returns its findings."""
@@ -391,7 +396,8 @@ def _resolve_job(
     if isinstance(input_file, str) and "${{" not in input_file:
         file_input = _load_input_file(os.path.dirname(doc.file) or ".", input_file,
                                       lambda m: fail(where + ("inputFile",), m))
-    draft = _Draft(where, own, resolved, deep_merge(shared.get("input", {}), {**file_input, **own.get("input", {})}))
+    draft = _Draft(where, own, resolved, deep_merge(shared.get("input", {}), {**file_input, **own.get("input", {})}),
+                   pinned)
     for rule in RULES:
         for path, message, warning in rule(draft):
             fail(path, message, warning)
@@ -445,6 +451,7 @@ class _Draft:
     own: dict[str, Any]  # the job's own keys (where a finding points when the job set it)
     resolved: dict[str, Any]  # with the defaults
     input: dict[str, Any]  # with the defaults' input and the inputFile
+    pinned: bool = False  # --require-pinned-build: a build that is not a number is an error
 
     @property
     def options(self) -> dict[str, Any]:
@@ -500,6 +507,23 @@ def _retry_keeps_connection(job: _Draft) -> Iterator[Finding]:
                "will not be retried (nor their runs looked for); add it unless that is what you mean", True)
 
 
+_BUILD_NUMBER = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def _build_pinned(job: _Draft) -> Iterator[Finding]:
+    """A reproducible run is the same input on the same build: a tag (`latest`, `beta`) runs whatever build
+    carries it today. Without `options.build` the task's own setting decides (unknown here): said only when
+    pinned builds are required."""
+    build = job.options.get("build")
+    path = job.origin("options", "build") + ("options", "build")
+    if isinstance(build, str) and "${{" not in build and not _BUILD_NUMBER.match(build):
+        yield (path, f"options.build '{build}' is a tag: each run takes whatever build carries it then; give a build "
+               "number (e.g. 0.1.234) for reproducible runs", not job.pinned)
+    elif build is None and job.pinned:
+        yield (job.where, "no options.build: the run takes the build its task or Actor defaults to; give a build "
+               "number (e.g. 0.1.234), as --require-pinned-build asks", False)
+
+
 def _input_fits(job: _Draft) -> Iterator[Finding]:
     size = _json_size(job.input)
     if size is None:
@@ -511,7 +535,7 @@ def _input_fits(job: _Draft) -> Iterator[Finding]:
 # In the order their findings are reported. A new rule of one job: a function here, and its place in RULES.
 RULES: tuple[Callable[[_Draft], Iterator[Finding]], ...] = (
     _output_stays_inside, _record_key_without_dataset, _timeout_within_run_sync, _task_or_actor,
-    _retry_keeps_connection, _input_fits,
+    _retry_keeps_connection, _input_fits, _build_pinned,
 )
 
 

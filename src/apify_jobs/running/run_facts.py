@@ -86,7 +86,8 @@ def _preliminary(run: dict[str, Any], now: Any) -> bool:
 def _facts(run: dict[str, Any], preliminary: bool) -> RunFacts:
     usage = run.get("usageTotalUsd")
     return RunFacts(str(run["id"]), run.get("status"), float(usage) if isinstance(usage, (int, float)) else None,
-                    run.get("defaultDatasetId"), run.get("defaultKeyValueStoreId"), preliminary)
+                    run.get("defaultDatasetId"), run.get("defaultKeyValueStoreId"), preliminary,
+                    run.get("buildNumber") if isinstance(run.get("buildNumber"), str) else None)
 
 
 def add_run_facts(client: ApiClient, attempts: Attempts, results: list[JobResult], settings: Settings = DEFAULT) -> None:

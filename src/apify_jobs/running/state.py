@@ -558,20 +558,22 @@ class State:
                 raise StateError(f"cannot write the state {self.path}: {exc}") from None
         return number
 
-    def entries(self, which: str) -> tuple[Invocation | None, StoredEntries]:
+    def entries(self, which: str, keep: Callable[[str, str], bool] | None = None
+                ) -> tuple[Invocation | None, StoredEntries]:
         """The report entries of one invocation (``last`` or a number), in the order it selected them; or with
-        ``all``, each job's latest entry over every invocation. Read a batch at a time whenever iterated (the
-        state must stay open meanwhile): a report of 20,000 jobs never holds 20,000 entries."""
-        if which == "all":
-            with self._lock:
-                ids = [row[0] for row in self._db.execute(
-                    "SELECT max(id) FROM results GROUP BY job ORDER BY job")]
-            return None, StoredEntries(self, ids)
-        invocation = self.invocation_of(which)
+        ``all``, each job's latest entry over every invocation; ``keep(job, status)`` selects among them. Read a
+        batch at a time whenever iterated (the state must stay open meanwhile): a report of 20,000 jobs never
+        holds 20,000 entries."""
+        invocation = None if which == "all" else self.invocation_of(which)
         with self._lock:
-            ids = [row[0] for row in self._db.execute("SELECT id FROM results WHERE invocation = ? ORDER BY seq, id",
-                                                      (invocation.id,))]
-        return invocation, StoredEntries(self, ids)
+            if invocation is None:
+                rows = self._db.execute("SELECT id, job, status FROM results WHERE id IN "
+                                        "(SELECT max(id) FROM results GROUP BY job) ORDER BY job").fetchall()
+            else:
+                rows = self._db.execute("SELECT id, job, status FROM results WHERE invocation = ? ORDER BY seq, id",
+                                        (invocation.id,)).fetchall()
+        return invocation, StoredEntries(self, [number for number, job, status in rows
+                                                if keep is None or keep(job, status)])
 
     def _texts_by_id(self, ids: list[int]) -> dict[int, tuple[str, int]]:
         with self._lock:
