@@ -144,3 +144,27 @@ def test_actor_requests_conform_too(tmp_path: Path, spec: dict) -> None:
     for call in responses.calls:
         SPEC.validate_request(RequestsOpenAPIRequest(call.request))
     assert responses.calls[0].request.url.split("?")[0] == BASE + f"/v2/actors/{job.task}/{job.endpoint}"
+
+
+def test_the_account_limits_look_up_conforms_and_the_emulators_answer_fits_it() -> None:
+    import requests
+    from openapi_core.contrib.requests import RequestsOpenAPIResponse
+
+    from apify_jobs.emulator import Emulator, Script
+    from apify_jobs.running.admission import AccountLimits
+
+    server = Emulator(Script.from_dict({"account": {"maxConcurrentRuns": 5, "memoryMbytes": 8192}})).start()
+    try:
+        with responses.RequestsMock(passthru_prefixes=(server.url,)) as mocked:
+            mocked.get(BASE + "/v2/users/me/limits", json={"data": {}}, status=200)
+            with ApiClient("token", base_url=BASE).account_limits() as answer:
+                answer.json()
+            [call] = mocked.calls
+            SPEC.validate_request(RequestsOpenAPIRequest(call.request))
+            real = requests.get(server.url + "/v2/users/me/limits", headers={"Authorization": "Bearer t"}, timeout=10)
+        as_if_real = requests.Request("GET", BASE + "/v2/users/me/limits", headers={"Authorization": "Bearer t"})
+        SPEC.validate_response(RequestsOpenAPIRequest(as_if_real.prepare()), RequestsOpenAPIResponse(real))
+        limits = AccountLimits.from_answer(real.json())
+        assert (limits.max_runs, limits.free_runs, limits.max_memory_gb) == (5, 5, 8.0)
+    finally:
+        server.stop()

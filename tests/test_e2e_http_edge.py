@@ -45,7 +45,8 @@ def hostile(monkeypatch):
 
 def run(cli, tmp_path: Path, jobs: str = f"  - {{name: a, task: me~t, {FAST}}}\n", *extra: str):
     out = tmp_path / "out"
-    code, stdout, stderr = cli("run", job_file(tmp_path, f"jobs:\n{jobs}"), "--out-dir", out, "--no-run-facts", *extra)
+    code, stdout, stderr = cli("run", job_file(tmp_path, f"jobs:\n{jobs}"), "--out-dir", out, "--no-run-facts",
+                               "--no-account-limits", *extra)  # the run-sync edge alone: no limits look-up
     return code, jobs_by_name(read_report(out)) if (out / "report.json").exists() else {}, out, stdout + stderr
 
 
@@ -195,7 +196,8 @@ def test_the_ca_from_the_environment_is_trusted(cli, tls_server, tmp_path: Path,
 def test_a_ca_path_that_does_not_exist_is_exit_2_before_sending(cli, tls_server, tmp_path: Path, monkeypatch) -> None:
     server, _ = tls_server
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
-    code, _, err = cli("run", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), "--out-dir", tmp_path / "out")
+    code, _, err = cli("run", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), "--out-dir", tmp_path / "out",
+                     "--no-account-limits")
     assert code == 2 and "SSL_CERT_FILE points at" in err and server.seen == [] and server.handshakes_failed == 0
 
 
@@ -262,7 +264,8 @@ def test_a_token_that_cannot_be_one_is_exit_2_without_showing_it(cli, hostile, t
                                                                  value: str, message: str) -> None:
     server = hostile(lambda seen, n: raw("201 Created", OUTPUT))
     monkeypatch.setenv("APIFY_TOKEN", value)
-    code, out, err = cli("run", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), "--out-dir", tmp_path / "o")
+    code, out, err = cli("run", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t}\n"), "--out-dir", tmp_path / "o",
+                          "--no-account-limits")
     assert code == 2 and message in err and server.seen == []
     assert not value.strip() or value.strip() not in out + err
 

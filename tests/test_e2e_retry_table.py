@@ -126,9 +126,7 @@ def test_the_schema_cannot_even_ask_to_retry_a_failed_run(cli, tmp_path: Path) -
 
 @pytest.mark.parametrize(("behaviour", "opt_in", "status", "error_type"), [
     ({"respond": "rate-limit"}, "rate-limit", 429, "rate-limit-exceeded"),
-    ({"respond": "capacity"}, "capacity", 402, "concurrent-runs-limit-exceeded"),
-    ({"respond": "capacity", "status": 400, "errorType": "actor-memory-limit-exceeded"}, "capacity", 400,
-     "actor-memory-limit-exceeded"),
+  # capacity refusals are admission, not retries: tests/test_e2e_account.py
     ({"respond": "server-error", "status": 503, "errorType": "server-overloaded"}, "server-error", 503, "server-overloaded"),
     ({"respond": "server-error", "status": 502, "html": True}, "server-error", 502, "http-502"),
 ])

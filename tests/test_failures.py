@@ -91,6 +91,8 @@ FACTS = {
     "RunTimeoutExceeded": ("run-timeout-exceeded", None, False, True),
     "RateLimited": ("rate-limit-exceeded", "rate-limit", False, False),
     "CapacityExceeded": ("failed", "capacity", False, False),
+    "CapacityWaitExceeded": ("capacity-exceeded", None, False, False),
+    "NoCredit": ("failed", None, True, False),
     "ServerError": ("failed", "server-error", False, None),
     "AuthFailed": ("failed", None, True, None),
     "HttpFailure": ("failed", None, False, None),

@@ -70,7 +70,7 @@ def test_every_problem_of_every_file_is_reported(write) -> None:
         """)
     two = write("a/two.yaml", "version: 2\njobs: []\n")
     found = problems(one.parent)
-    assert f"{one}:5:5: jobs[0] (a): unknown key 'colour'; allowed: name, task, actor, input, inputFile, options, dataset, output, needs, matrix, retry, http, follow, expect, refresh" in found
+    assert f"{one}:5:5: jobs[0] (a): unknown key 'colour'; allowed: name, task, actor, input, inputFile, options, dataset, output, needs, matrix, retry, http, follow, expect, refresh, capacity" in found
     assert f"{two}:1:10: version: must be 1, not 2" in found
     assert f"{two}:2:7: jobs: must not be empty" in found
     assert f"{one}:8:13: needs unknown job 'nope'; jobs of this file: a" in found

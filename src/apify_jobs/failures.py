@@ -113,6 +113,20 @@ class CapacityExceeded(JobFailure):
     started_run = False
 
 
+class CapacityWaitExceeded(JobFailure):
+    """Refused by the account's limits for longer than the job's `capacity.maxWait`: no run was started."""
+
+    error_type = "capacity-exceeded"
+    started_run = False
+
+
+class NoCredit(JobFailure):
+    """402 for want of credit (not a capacity refusal): every other job would be refused too."""
+
+    stops_batch = True
+    started_run = False
+
+
 class ServerError(JobFailure):
     retry_class = "server-error"
 

@@ -93,6 +93,7 @@ class Job:
     # needed matrices and fan-outs by name → their jobs in expansion order (`needs.<name>[*]…` gathers them)
     groups: dict[str, list[str]] = field(default_factory=dict)
     max_age: float | None = None  # seconds (`refresh.maxAge`, or --max-age): with --resume, an older success runs again
+    capacity_wait: float = 600.0  # seconds a start the account refuses may wait for room (`capacity.maxWait`)
 
     @property
     def endpoint(self) -> str:
@@ -106,6 +107,7 @@ class JobFile:
     concurrency: int = 1
     fail_fast: bool = False
     jobs: list[Job] = field(default_factory=list)
+    budget_usd: float | None = None  # `budget.maxTotalUsd`: at most this for this file's jobs in one run
 
 
 def now() -> str:

@@ -296,6 +296,9 @@ class ApiClient:
         return self._open("POST", f"{self.base_url}/v2/actor-runs/{quote(run_id, safe='')}/abort", timeouts, (200,))
 
     # --- one request -----------------------------------------------------------------------------
+    def account_limits(self, timeouts: HttpTimeouts = LOOKUP_TIMEOUTS) -> Answer:
+        return self._get("/v2/users/me/limits", timeouts)
+
     def _get(self, path: str, timeouts: HttpTimeouts, query: dict[str, Any] | None = None) -> Answer:
         url = self.base_url + path + (f"?{urlencode(query)}" if query else "")
         return self._open("GET", url, timeouts, (200,))

@@ -16,6 +16,7 @@ from apify_jobs.failures import (
     HttpFailure,
     InvalidAnswer,
     JobFailure,
+    NoCredit,
     NotConnected,
     RateLimited,
     Redirected,
@@ -51,6 +52,8 @@ def classify(status: int, body: bytes, headers: Mapping[str, str]) -> JobFailure
         return RateLimited(shown, status, _retry_after(headers.get("Retry-After")))
     if error_type in CAPACITY_TYPES:
         return CapacityExceeded(shown, status, error_type)
+    if status == 402:
+        return NoCredit(shown, status, error_type or "http-402")
     if status in (401, 403):
         return AuthFailed(shown, status, error_type or f"http-{status}")
     if status >= 500:

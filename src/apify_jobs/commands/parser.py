@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="show which jobs `run --resume` would skip (from the output folder's state)")
     with_selection(plan, "show")
     with_max_age(plan)
+    plan.add_argument("--max-cost-usd", type=float, metavar="USD",
+                      help="the budget `run --max-cost-usd` would have: warn about jobs it cannot hold back")
 
     run = _command(commands, "run", "run the jobs")
     with_paths(run)
@@ -124,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--emulator", action="store_true", help="run against the built-in emulator; no token needed")
     run.add_argument("--no-run-facts", dest="run_facts", action="store_false",
                      help="do not look up each job's run (ID, status, cost) after the batch")
+    run.add_argument("--no-account-limits", dest="account_limits", action="store_false",
+                     help="do not read the account's limits first (refusals still wait for room)")
+    run.add_argument("--max-cost-usd", type=float, metavar="USD",
+                     help="a budget for the run: finished jobs' cost plus the caps of those in flight; a job that "
+                          "could pass it is not started")
     run.add_argument("--abort-on-interrupt", action="store_true",
                      help="on Ctrl-C or SIGTERM, also abort the runs still going on the platform")
     run.add_argument("--emulator-script", metavar="FILE", help=argparse.SUPPRESS)

@@ -12,7 +12,7 @@ from apify_jobs.cli_output import parse_vars, print_problems, print_safely
 from apify_jobs.commands.choose import chosen
 from apify_jobs.durations import too_old
 from apify_jobs.environment import Environment
-from apify_jobs.model import Job
+from apify_jobs.model import Job, JobFile
 from apify_jobs.outputs.destination import Destination, destination_for
 from apify_jobs.record import JobResult, RunFacts
 from apify_jobs.running.needs import NeedsValueFailed, deferred, describe_fan_out, expand, resolved, uses_needs
@@ -84,8 +84,28 @@ def main(args: argparse.Namespace, env: Environment) -> int:
                       for a in entry.get("inFlight", [])]
         if shown_jobs[entry["name"]].fan_out is not None:
             lines.append(f"  fan-out: {describe_fan_out(shown_jobs[entry['name']])}")
+    lines += _worst_case([shown_jobs[e["name"]] for e in planned if e.get("resume") != "skip"], job_files,
+                         getattr(args, "max_cost_usd", None))
     print_safely(env.redactor("\n".join(lines)))
     return 0
+
+
+def _worst_case(jobs: list[Job], job_files: list[JobFile], max_cost: float | None) -> list[str]:
+    """What the jobs `run` would send could cost at most, as far as their caps (`maxTotalChargeUsd`) say."""
+    from apify_jobs.running.admission import cost_cap
+
+    caps = [None if job.fan_out is not None else cost_cap(job) for job in jobs]  # a fan-out: as many as its items
+    known = sum(cap for cap in caps if cap is not None)
+    unbounded = [job.name for job, cap in zip(jobs, caps, strict=True) if cap is None]
+    line = f"worst case: ${known:.2f}" + (f" + unbounded ({len(unbounded)} job{'s' * (len(unbounded) != 1)} without "
+                                          "options.maxTotalChargeUsd)" if unbounded else "")
+    lines = ["", line]
+    budgets = [f.budget_usd for f in job_files if f.budget_usd is not None] + ([max_cost] if max_cost else [])
+    if budgets and unbounded:
+        lines.append(f"warning: a budget is set, but {', '.join(unbounded[:5])}"
+                     f"{f' and {len(unbounded) - 5} more' if len(unbounded) > 5 else ''} can cost any amount: give "
+                     "them options.maxTotalChargeUsd, so that the budget can hold them back")
+    return lines
 
 
 def _as_planned(job: Job, standing: dict[str, JobResult], destination: Destination) -> list[Job]:

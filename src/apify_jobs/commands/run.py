@@ -33,6 +33,8 @@ from apify_jobs.running.state import State, state_folder
 def main(args: argparse.Namespace, env: Environment) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if args.max_cost_usd is not None and not args.max_cost_usd > 0:
+        raise UsageError("--max-cost-usd must be more than 0")
     job_files, warnings = jobfile.load(args.paths, parse_vars(args.var, args.var_file), env.environ, args.max_jobs,
                                        args.exclude, env.redactor, args.require_pinned_build)
     if not args.quiet:
@@ -53,10 +55,11 @@ def main(args: argparse.Namespace, env: Environment) -> int:
         try:
             options = BatchOptions(args.resume, args.run_facts, args.abort_on_interrupt,
                                    {"only": args.only, "shard": args.shard, "failed": args.failed,
-                                    "changed": args.changed, "maxAge": args.max_age, "outDir": args.out_dir})
+                                    "changed": args.changed, "maxAge": args.max_age, "outDir": args.out_dir},
+                                   args.account_limits, args.max_cost_usd)
             outcome = run_batch(plan, job_files, destination, state, client, options,
                                 lambda total: make_progress(total, args.quiet, args.color, env.redactor),
-                                _say(args.quiet), env.settings)
+                                _say(args.quiet, env.redactor), env.settings)
             return _show(args, env, outcome, reports, job_files)
         finally:
             client.close()
@@ -86,10 +89,14 @@ def _show(args: argparse.Namespace, env: Environment, outcome: Outcome,
     return outcome.exit_status
 
 
-def _say(quiet: bool) -> Callable[[str], None]:
+def _say(quiet: bool, redactor: Redactor) -> Callable[[str], None]:
+    """Lines for the user on stderr. They can hold a server's words (why the limits could not be read):
+    masked first, then made inert."""
+    from apify_jobs.inert import shown
+
     def say(text: str) -> None:
         if not quiet:
-            print_safely(f"apify-jobs: {text}", sys.stderr)
+            print_safely(shown(redactor(f"apify-jobs: {text}")), sys.stderr)
     return say
 
 

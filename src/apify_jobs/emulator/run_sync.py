@@ -79,6 +79,10 @@ def _answer(handler: Handler, behaviour: Behaviour, task: str, endpoint: str, re
                           behaviour.message or f"Emulated answer {status}")
         return
     run = _start_run(handler, behaviour, task, request, run_input)
+    if run is None:  # refused by the account's limits: no run
+        return
+    if handler.state.script.account.limited:
+        handler.state.note_running()
     if behaviour.drop == "after-start":  # the run goes on; the caller never hears of it
         handler.drop()
         time.sleep(behaviour.latency)
@@ -118,7 +122,25 @@ def _answer(handler: Handler, behaviour: Behaviour, task: str, endpoint: str, re
     handler.send(201, payload, content_type)
 
 
-def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Request, run_input: Any) -> Run:
+def _refusal(state: Any, memory: float) -> tuple[str, str] | None:
+    """Why the account refuses a run asking for ``memory`` MB now (with the state's lock held), or None."""
+    account = state.script.account
+    if not account.limited:  # an unlimited account: no scan of every run on every start
+        return None
+    running = [r for r in state.runs if r.status == "RUNNING"]
+    if account.max_monthly_usage_usd is not None and account.monthly_usage_usd >= account.max_monthly_usage_usd:
+        return "not-enough-usage-to-run-paid-actor", "You have reached your monthly usage limit; add credit to run."
+    if account.max_concurrent_runs is not None and len(running) >= account.max_concurrent_runs:
+        return "concurrent-runs-limit-exceeded", ("By launching this job you will exceed the concurrent runs limit of "
+                                                  f"{account.max_concurrent_runs} runs of your subscription.")
+    used = sum(float(r.options.get("memory", 1024)) for r in running)
+    if account.memory_mbytes is not None and used + memory > account.memory_mbytes:
+        return "actor-memory-limit-exceeded", (f"By launching this job you will exceed the memory limit of "
+                                               f"{account.memory_mbytes}MB for all your Actor runs and builds.")
+    return None
+
+
+def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Request, run_input: Any) -> Run | None:
     echo = {"taskId": task, "input": run_input, "options": request.query}
     record = echo if behaviour.output is _ECHO else behaviour.output
     output = b"" if record is None else json.dumps(record, ensure_ascii=False).encode("utf-8")
@@ -134,10 +156,17 @@ def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Reque
               items=list(behaviour.items) if behaviour.items is not None else [echo],
               user_agent=_recorded_agent(handler, request.headers.get("User-Agent")), body_bytes=behaviour.body_bytes,
               generated_items=behaviour.generated_items, gzip=behaviour.gzip, long_line=behaviour.long_line,
+              cost_usd=handler.state.script.account.cost_per_run_usd,
               listed_from=time.monotonic() + handler.state.script.platform.listing_delay,
               actor="actor" in request.params)
-    with handler.state.lock:
-        handler.state.runs.append(run)
+    with handler.state.lock:  # the account's check and the run's start are one step, as on the platform
+        refused = _refusal(handler.state, float(request.query.get("memory", 1024)))
+        if refused is None:
+            handler.state.runs.append(run)
+    if refused is not None:
+        handler.state.count_refusal()
+        handler.error(402, *refused)
+        return None
     return run
 
 

@@ -92,6 +92,33 @@ class Platform:
                    bool(raw.get("shortenUserAgent", False)), bool(raw.get("savedInput", True)))
 
 
+@dataclass(frozen=True)
+class Account:
+    """The account's limits, as the platform enforces them: a run above them is refused (402, no run)."""
+
+    max_concurrent_runs: int | None = None  # None: unlimited
+    memory_mbytes: int | None = None  # for all runs at once
+    monthly_usage_usd: float = 0.0
+    max_monthly_usage_usd: float | None = None  # reached: 402 for want of credit
+    cost_per_run_usd: float | None = None  # what each run costs (default: a small invented price by duration)
+
+    KEYS = ("maxConcurrentRuns", "memoryMbytes", "monthlyUsageUsd", "maxMonthlyUsageUsd", "costPerRunUsd")
+    UNLIMITED = 100_000  # what the limits endpoint says of a limit the script leaves out
+
+    @property
+    def limited(self) -> bool:
+        return (self.max_concurrent_runs is not None or self.memory_mbytes is not None
+                or self.max_monthly_usage_usd is not None)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Account:
+        unknown = set(raw) - set(cls.KEYS)
+        if unknown:
+            raise ValueError(f"unknown account keys {sorted(unknown)}; known: {sorted(cls.KEYS)}")
+        return cls(raw.get("maxConcurrentRuns"), raw.get("memoryMbytes"), float(raw.get("monthlyUsageUsd", 0)),
+                   raw.get("maxMonthlyUsageUsd"), raw.get("costPerRunUsd"))
+
+
 @dataclass
 class Script:
     """Behaviours by task: one behaviour for every request, or a list (request n takes item n, the last repeats).
@@ -102,8 +129,9 @@ class Script:
     seed: int = 0  # of the random faults (`faultRate`), so that a failing run can be replayed
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     platform: Platform = field(default_factory=Platform)
+    account: Account = field(default_factory=Account)
 
-    KEYS = ("tasks", "default", "seed", "inputs", "platform")
+    KEYS = ("tasks", "default", "seed", "inputs", "platform", "account")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Script:
@@ -117,7 +145,7 @@ class Script:
             tasks[_task_id(task)] = [Behaviour.from_dict(step or {}) for step in steps]
         inputs = {_task_id(task): dict(saved) for task, saved in (raw.get("inputs") or {}).items()}
         return cls(tasks, Behaviour.from_dict(raw.get("default") or {}), int(raw.get("seed", 0)), inputs,
-                   Platform.from_dict(raw.get("platform") or {}))
+                   Platform.from_dict(raw.get("platform") or {}), Account.from_dict(raw.get("account") or {}))
 
     def behaviour(self, task: str, number: int) -> Behaviour:
         steps = self.tasks.get(task)

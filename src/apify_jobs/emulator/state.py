@@ -35,6 +35,7 @@ class Run:
     generated_items: int | None = None  # a large generated dataset (`generatedItems`), made on the fly
     gzip: bool = False  # the generated dataset is served gzip-compressed to clients that accept it
     long_line: int | None = None  # one generated item that much longer (`longLine`)
+    cost_usd: float | None = None  # the account's `costPerRunUsd`, when the script sets one
     actor: bool = False  # started through /v2/acts/{actorId}/..., not a task
     finished_at: datetime | None = None
     finished: threading.Event = field(default_factory=threading.Event)
@@ -48,6 +49,8 @@ class Run:
         return f"ds{self.id}"
 
     def usage_usd(self, now: datetime) -> float:
+        if self.cost_usd is not None:
+            return self.cost_usd
         seconds = ((self.finished_at or now) - self.started_at).total_seconds()
         return round(USD_PER_RUN + max(seconds, 0.0) * USD_PER_SECOND, 6)
 
@@ -77,6 +80,8 @@ class State:
         self.per_task: dict[str, int] = {}
         self.in_flight = 0
         self.max_in_flight = 0
+        self.refused = 0  # starts the account's limits refused
+        self.max_running = 0  # runs at once, at most (what an account limit bounds)
         self.streamed_bytes = 0  # body bytes of large generated answers, as sent (compressed when gzip)
         self.runs: list[Run] = []
         self.random = random.Random(script.seed)
@@ -115,8 +120,40 @@ class State:
     def stats(self) -> dict[str, Any]:
         with self.lock:
             return {"requests": len(self.requests), "perTask": dict(self.per_task), "inFlight": self.in_flight,
-                    "maxInFlight": self.max_in_flight, "runs": len(self.runs),
+                    "maxInFlight": self.max_in_flight, "runs": len(self.runs), "refused": self.refused,
+                    "maxRunning": self.max_running,
                     "streamedBytes": self.streamed_bytes}
+
+    def count_refusal(self) -> None:
+        with self.lock:
+            self.refused += 1
+
+    def note_running(self) -> None:
+        """After a run started: how many run at once, at most."""
+        with self.lock:
+            self.max_running = max(self.max_running, sum(r.status == "RUNNING" for r in self.runs))
+
+    def limits(self) -> dict[str, Any]:
+        """`GET /v2/users/me/limits`: the scripted account (unlimited where the script says nothing)."""
+        account = self.script.account
+        unlimited = account.UNLIMITED
+        with self.lock:
+            running = [r for r in self.runs if r.status == "RUNNING"]
+            memory_gb = sum(float(r.options.get("memory", 1024)) for r in running) / 1024
+        limits = {"maxMonthlyUsageUsd": account.max_monthly_usage_usd if account.max_monthly_usage_usd is not None
+                  else unlimited, "maxMonthlyActorComputeUnits": unlimited, "maxMonthlyExternalDataTransferGbytes":
+                  unlimited, "maxMonthlyProxySerps": unlimited, "maxMonthlyResidentialProxyGbytes": unlimited,
+                  "maxActorMemoryGbytes": account.memory_mbytes / 1024 if account.memory_mbytes is not None
+                  else unlimited, "maxActorCount": unlimited, "maxActorTaskCount": unlimited,
+                  "maxConcurrentActorJobs": account.max_concurrent_runs if account.max_concurrent_runs is not None
+                  else unlimited, "maxTeamAccountSeatCount": unlimited, "dataRetentionDays": 7}
+        current = {"monthlyUsageUsd": account.monthly_usage_usd, "monthlyActorComputeUnits": 0,
+                   "monthlyExternalDataTransferGbytes": 0, "monthlyProxySerps": 0, "monthlyResidentialProxyGbytes": 0,
+                   "actorMemoryGbytes": memory_gb, "actorCount": 1, "actorTaskCount": 1,
+                   "activeActorJobCount": len(running), "teamAccountSeatCount": 1}
+        now = self.clock()
+        return {"monthlyUsageCycle": {"startAt": iso(now.replace(day=1)), "endAt": iso(now)}, "limits": limits,
+                "current": current}
 
     def count_streamed(self, size: int) -> None:
         with self.lock:

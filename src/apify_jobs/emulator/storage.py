@@ -153,6 +153,11 @@ def task_input(handler: Handler, request: Request) -> None:
     handler.send_json(200, handler.state.script.inputs.get(task, {}))
 
 
+@route("GET", "/v2/users/me/limits")
+def account_limits(handler: Handler, request: Request) -> None:
+    handler.send_json(200, {"data": handler.state.limits()})
+
+
 @route("GET", "/_emulator/stats")
 def stats(handler: Handler, request: Request) -> None:
     handler.send_json(200, handler.state.stats())

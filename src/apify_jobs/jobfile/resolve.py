@@ -179,7 +179,9 @@ def deep_merge(base: Any, override: Any) -> Any:
 def _resolve_file(doc: Document, context: Context, problems: list[Problem], broken: set[int],
                   budget: MatrixBudget, pinned: bool = False) -> JobFile:
     data = doc.data
-    job_file = JobFile(doc.file, doc.sha256, data.get("concurrency", 1), data.get("failFast", False))
+    spend = (data.get("budget") or {}).get("maxTotalUsd")
+    job_file = JobFile(doc.file, doc.sha256, data.get("concurrency", 1), data.get("failFast", False),
+                       budget_usd=float(spend) if isinstance(spend, (int, float)) else None)
     defaults = data.get("defaults", {})
     expanded: list[tuple[Job, Path, list[str]]] = []
     by_base: dict[str, list[str]] = {}  # a job of the file → the jobs it became (a matrix: one per combination)
@@ -421,15 +423,16 @@ def _resolve_job(
         position=doc.position(where),
         expect=expect,
         fan_out=dict(raw["matrix"]) if matrix is None else None,
-        max_age=_max_age(resolved.get("refresh")),
+        max_age=_duration(resolved.get("refresh"), "maxAge"),
+        capacity_wait=_duration(resolved.get("capacity"), "maxWait") or 600.0,
     )
 
 
-def _max_age(refresh: Any) -> float | None:
+def _duration(block: Any, key: str) -> float | None:
     from apify_jobs.durations import DurationError, parse
 
     try:
-        return parse(refresh["maxAge"]) if isinstance(refresh, dict) else None
+        return parse(block[key]) if isinstance(block, dict) and key in block else None
     except DurationError:  # an expression `validate` leaves as written; the schema judges it once substituted
         return None
 
@@ -524,6 +527,15 @@ def _build_pinned(job: _Draft) -> Iterator[Finding]:
                "number (e.g. 0.1.234), as --require-pinned-build asks", False)
 
 
+def _caps_in_options(job: _Draft) -> Iterator[Finding]:
+    """`maxItems` and `maxTotalChargeUsd` cap a run's spending as run options; in the input they cap nothing."""
+    for key in ("maxItems", "maxTotalChargeUsd"):
+        if key in job.input and key not in job.options:
+            yield (job.where + ("input", key) if key in (job.own.get("input") or {}) else job.where + ("input",),
+                   f"input.{key} is the Actor's own input: it caps no spending (the platform caps a run by "
+                   f"options.{key}); put it there too if a cap is what you mean", True)
+
+
 def _input_fits(job: _Draft) -> Iterator[Finding]:
     size = _json_size(job.input)
     if size is None:
@@ -535,7 +547,7 @@ def _input_fits(job: _Draft) -> Iterator[Finding]:
 # In the order their findings are reported. A new rule of one job: a function here, and its place in RULES.
 RULES: tuple[Callable[[_Draft], Iterator[Finding]], ...] = (
     _output_stays_inside, _record_key_without_dataset, _timeout_within_run_sync, _task_or_actor,
-    _retry_keeps_connection, _input_fits, _build_pinned,
+    _retry_keeps_connection, _input_fits, _build_pinned, _caps_in_options,
 )
 
 

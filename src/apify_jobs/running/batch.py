@@ -22,6 +22,7 @@ from apify_jobs.model import Job, JobFile
 from apify_jobs.outputs.destination import Destination
 from apify_jobs.outputs.paths import may_land_on
 from apify_jobs.record import GoingRun, JobResult, Status
+from apify_jobs.running.admission import AccountLimits, Admission, cost_cap
 from apify_jobs.running.executor import Executor, Progress
 from apify_jobs.running.needs import NeedsValueFailed, uses_needs
 from apify_jobs.running.run_facts import abort_runs, add_run_facts, going_runs, still_running
@@ -37,6 +38,8 @@ class BatchOptions:
     run_facts: bool = True  # look up each job's run (ID, status, cost) after the batch
     abort_on_interrupt: bool = False
     selection: dict[str, Any] = field(default_factory=dict)  # what the state records of the selection
+    account_limits: bool = True  # read the account's limits first (--no-account-limits: not)
+    max_cost_usd: float | None = None  # --max-cost-usd: the run's budget
 
 
 @dataclass
@@ -93,8 +96,17 @@ def run_batch(plan: Plan, job_files: list[JobFile], destination: Destination, st
     files = [{"path": f.path, "sha256": f.sha256} for f in job_files]
     state.begin({**options.selection, "jobs": [e.job.name for e in plan.entries]}, files)
     jobs = {job.name: job for job_file in job_files for job in job_file.jobs}
+    budgets = {f.path: f.budget_usd for f in job_files if f.budget_usd is not None}
+    limits = account_limits(client, say) if options.account_limits else None
+    if limits is not None and limits.max_monthly_usd is not None and limits.monthly_usd is not None:
+        worst = sum(cost_cap(e.job) or 0.0 for e in plan.entries)
+        if limits.monthly_usd + worst > limits.max_monthly_usd:
+            say(f"warning: the jobs' caps add up to ${worst:.2f}, and with the ${limits.monthly_usd:.2f} used this "
+                f"month that passes the account's monthly limit of ${limits.max_monthly_usd:.2f}: the platform will "
+                "refuse runs once it is reached")
+    admission = Admission(limits, options.max_cost_usd, budgets)
     try:
-        return _run(plan, jobs, destination, state, client, options, progress_of, say, settings)
+        return _run(plan, jobs, destination, state, client, options, progress_of, say, settings, admission)
     except StateError as failure:  # one line, exit 2; the run is marked ended, not left unfinished
         with contextlib.suppress(StateError):
             state.finish(True, {"error": str(failure)})
@@ -103,13 +115,13 @@ def run_batch(plan: Plan, job_files: list[JobFile], destination: Destination, st
 
 def _run(plan: Plan, jobs: dict[str, Job], destination: Destination, state: State, client: ApiClient,
          options: BatchOptions, progress_of: Callable[[int], Progress], say: Callable[[str], None],
-         settings: Settings) -> Outcome:
+         settings: Settings, admission: Admission | None = None) -> Outcome:
     removed, freed = destination.clean_leftovers(skip=os.path.dirname(state.path))
     if removed:
         say(f"removed {removed} temporary file{'s' * (removed != 1)} that an earlier killed run left behind "
             f"({freed / (1 << 20):.1f} MiB freed)")
     context = RunContext(client, destination, threading.Event(), settings=settings, ledger=state,
-                         refetch=options.resume)
+                         refetch=options.resume, admission=admission)
     if options.resume:
         context.resume_check = lambda job: resumed_result(job, state, destination, client.base_url)
     # Leases first, then what already succeeded: a process that holds a job finishes it (its result and the
@@ -126,6 +138,10 @@ def _run(plan: Plan, jobs: dict[str, Job], destination: Destination, state: Stat
             results = executor.run()
     finally:
         progress.close()
+    if admission is not None and admission.budgeted:
+        skipped = admission.skipped_for_budget
+        say(f"budget: ${admission.spent:.4f} spent by the jobs that ran" + (
+            f"; {skipped} job{'s' * (skipped != 1)} not started for the budget" if skipped else ""))
     if executor.journal_failure is not None:  # one line and exit 2: the outputs written so far stay
         raise executor.journal_failure
     going = _after_the_batch(options, context, results, executor.interrupted, say)
@@ -137,6 +153,22 @@ def _run(plan: Plan, jobs: dict[str, Job], destination: Destination, state: Stat
     state.finish(executor.interrupted, {"runsStillGoing": [g.to_dict() for g in going]})
     invocation, entries = state.entries(str(state.invocation))
     return Outcome(results, going, executor.interrupted, executor.signal, invocation, entries)
+
+
+def account_limits(client: ApiClient, say: Callable[[str], None]) -> AccountLimits | None:
+    """The account's limits, read once before anything is sent; None (and one line saying so) when they
+    cannot be read: the run goes on, and refusals wait for room as they come."""
+    try:
+        with client.account_limits() as answer:
+            limits = AccountLimits.from_answer(answer.json())
+    except (JobFailure, ValueError) as failure:
+        status = getattr(failure, "http_status", None)
+        hint = " (the token may not be allowed to read them)" if status in (401, 403) else ""
+        say(f"warning: the account's limits could not be read{hint}: {getattr(failure, 'message', failure)}; "
+            "running without them (--no-account-limits skips the look-up)")
+        return None
+    say(limits.describe())
+    return limits
 
 
 def _values_of_unselected(plan: Plan, jobs: dict[str, Job], context: RunContext, state: State | None,

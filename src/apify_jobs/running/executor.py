@@ -18,6 +18,7 @@ from typing import Protocol
 from apify_jobs.model import Job, now
 from apify_jobs.outputs.paths import placement_problem
 from apify_jobs.record import JobResult, Status
+from apify_jobs.running.admission import Decision
 from apify_jobs.running.needs import NeedsValueFailed, expand
 from apify_jobs.running.runner import RunContext, decided, facts_of, run_job
 from apify_jobs.running.selection import Plan, Planned
@@ -182,8 +183,19 @@ class Executor:
             if full or any(n.result is None for n in needs):
                 waiting.append(entry)
                 continue
+            admission = self.context.admission
+            if admission is not None:  # the account's room and the budgets
+                decision, why = admission.decide(job)
+                if decision is Decision.WAIT:
+                    waiting.append(entry)
+                    continue
+                if decision is Decision.SKIP:
+                    self._decide(entry, self._decided(job, Status.SKIPPED, why, "budget"))
+                    continue
             holder = self._journal.lease(job.name)
             if holder is not None:  # another live process runs this job into the same folder
+                if admission is not None:
+                    admission.release(job, ran=False)
                 self._decide(entry, self._decided(job, Status.SKIPPED, holder))
                 continue
             entry.started = True
@@ -237,6 +249,8 @@ class Executor:
     def _no_slot_left(self) -> bool:
         if self.plan.global_cap is not None and self._running >= self.plan.global_cap:
             return True
+        if self.context.admission is not None and self.context.admission.full():
+            return True
         return all(running >= cap for running, cap in zip(self._running_per_file, self.plan.file_caps, strict=True))
 
     def _work(self) -> None:
@@ -248,6 +262,9 @@ class Executor:
             result = self._run(entry.job, self.context)
         except Exception as exc:  # a bug must not hang the batch: report it as this job's failure
             result = self._decided(entry.job, Status.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+        if self.context.admission is not None:  # its slot, memory and budget share are free again
+            cost = result.run.usage_total_usd if result.run is not None else None
+            self.context.admission.release(entry.job, cost, ran=bool(result.attempt_ids))
         with self._changed:
             keep = entry.result is None and not (self.interrupted and not result.succeeded)
             # Its run is over: the slot is free for the next job now, not after the commit below (waiting for

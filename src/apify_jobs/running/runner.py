@@ -7,6 +7,7 @@ run-sync would have answered. Once a run is adopted, the job's POST is never sen
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -20,9 +21,12 @@ from apify_jobs.api.client import ApiClient
 from apify_jobs.api.identity import Attempt, Attempts
 from apify_jobs.api.request import RunRequest, build_request
 from apify_jobs.api.retry import call_with_retries
+from apify_jobs.durations import shown as shown_duration
 from apify_jobs.durations import too_old
 from apify_jobs.failures import (
     Cancelled,
+    CapacityExceeded,
+    CapacityWaitExceeded,
     ConnectionDropped,
     ExpectationFailed,
     JobFailure,
@@ -34,6 +38,7 @@ from apify_jobs.model import SYNC_WAIT_SECONDS, Job, now
 from apify_jobs.outputs.destination import Destination
 from apify_jobs.outputs.expect import Check
 from apify_jobs.record import JobError, JobResult, Recovery, RecoveryLook, RunFacts, Status
+from apify_jobs.running.admission import Admission
 from apify_jobs.running.needs import NeedsValueFailed, resolved, uses_needs
 from apify_jobs.running.run_facts import find_runs
 from apify_jobs.running.state import StoredAttempt, request_key
@@ -58,6 +63,7 @@ class RunContext:
     settings: Settings = DEFAULT  # how patiently runs are looked for (the invocation's)
     ledger: Ledger | None = None  # where attempts are written ahead of their POST (the state)
     refetch: bool = False  # --resume: a success whose output is gone is fetched again from its run, not re-run
+    admission: Admission | None = None  # the account's limits and the budgets: who may start, and waits
 
     @property
     def base_url(self) -> str:
@@ -123,16 +129,33 @@ def run_job(job: Job, context: RunContext) -> JobResult:
             if check.counted is not None:
                 result.output = dataclasses.replace(result.output, items=check.counted)
 
+    until = time.monotonic() + job.capacity_wait
+
     def attempt(number: int) -> None:
-        sent = context.attempts.new(job.name, job.task, number, job.actor)
-        result.attempt_ids.append(sent.id)
-        if context.ledger is not None:  # committed before the POST: a kill after it leaves it to be adopted
-            context.ledger.write_ahead(sent.id, job.name, key, number, job.task, job.actor)
-        log.info("%s: attempt %d: %s %s (attempt ID %s)", job.name, number, request.method, request.url, sent.id)
-        try:
-            _send(job, request, context, sent, result, write)
-        finally:
-            sent.done = True
+        while True:
+            sent = context.attempts.new(job.name, job.task, number, job.actor)
+            result.attempt_ids.append(sent.id)
+            if context.ledger is not None:  # committed before the POST: a kill after it leaves it to be adopted
+                context.ledger.write_ahead(sent.id, job.name, key, number, job.task, job.actor)
+            log.info("%s: attempt %d: %s %s (attempt ID %s)", job.name, number, request.method, request.url, sent.id)
+            try:
+                _send(job, request, context, sent, result, write)
+                return
+            except CapacityExceeded as refused:
+                # Admission, not a retry: no run was started, so the job waits for room and is sent again.
+                if context.admission is None:
+                    raise
+                log.warning("%s: the account refused the start (%s: no run, nothing billed); waiting for room, "
+                            "at most %s", job.name, refused.error_type, shown_duration(job.capacity_wait))
+                if not context.admission.refused(job, until, context.cancelled):
+                    if context.cancelled.is_set():
+                        raise Cancelled("cancelled while waiting for the account's room") from None
+                    raise CapacityWaitExceeded(
+                        f"the account refused the start for {shown_duration(job.capacity_wait)} "
+                        f"({refused.error_type}: {refused.message}); no run was started. Raise capacity.maxWait, "
+                        "lower --concurrency, or free the account's runs and memory", refused.http_status) from None
+            finally:
+                sent.done = True
 
     try:
         if _adopt_in_flight(job, context, key, result, write) or _refetch(job, context, key, result, write):
@@ -162,6 +185,9 @@ def run_job(job: Job, context: RunContext) -> JobResult:
                                           f"{type(bug).__name__}: {bug}")
     result.finished_at = now()
     result.duration_ms = int((time.monotonic() - started) * 1000)
+    if context.admission is not None and context.admission.budgeted and result.attempt_ids and result.run is None:
+        with contextlib.suppress(JobFailure):  # a look-up that fails leaves the job's cap counted
+            facts_of(result, context)  # a budget counts what each run cost as soon as it ends
     return result
 
 
