@@ -104,3 +104,27 @@ def test_the_account_limits_reach_the_report_only_as_what_ran(cli, emulator, tmp
     code, _, err = cli("run", job_file(tmp_path, many(2, 2)), "--out-dir", tmp_path / "out", "--no-run-facts")
     assert code == 0 and "the account allows 2 runs and 8 GB" in err
     json.loads((tmp_path / "out" / "report.json").read_text())
+
+
+def test_a_pay_per_event_run_costs_its_events_times_their_prices_and_unknown_is_never_zero(cli, emulator,
+                                                                                          tmp_path: Path) -> None:
+    emulator({"tasks": {"me~ppe": {"chargedEvents": {"result": [10, 0.002], "start": [1, 0.05]}}}})
+    code, stdout, _ = cli("run", job_file(tmp_path, "jobs:\n  - {name: a, task: me~ppe}\n"), "--out-dir",
+                          tmp_path / "out")
+    report = read_report(tmp_path / "out")
+    assert code == 0 and jobs_by_name(report)["a"]["usageTotalUsd"] == 0.07 and report["totals"]["usageTotalUsd"] == 0.07
+    assert "this run's cost: $0.0700" in stdout
+
+
+def test_a_run_of_unknown_cost_is_said_so(tmp_path: Path) -> None:
+    from apify_jobs.record import JobResult, RunFacts, Status
+    from apify_jobs.reports.report import Totals
+    from apify_jobs.running.run_facts import event_cost
+
+    known = JobResult("a", "t", "f", "run-sync", {}, "", Status.SUCCEEDED, 1, run=RunFacts("r1", "SUCCEEDED", 0.5))
+    unknown = JobResult("b", "t", "f", "run-sync", {}, "", Status.SUCCEEDED, 1, run=RunFacts("r2", "SUCCEEDED"))
+    assert Totals.of([known, unknown]).cost_text == "$0.5000 and 1 run of unknown cost"
+    assert Totals.of([unknown]).cost_text == "unknown (1 run of unknown cost)"
+    tiered = {"chargedEventCounts": {"x": 3}, "pricingInfo": {"pricingModel": "PAY_PER_EVENT", "pricingPerEvent": {
+        "actorChargeEvents": {"x": {"eventTitle": "x", "eventDescription": "x", "eventTieredPricingUsd": {}}}}}}
+    assert event_cost(tiered) is None  # a tier price the run does not say: unknown, not $0

@@ -156,7 +156,7 @@ def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Reque
               items=list(behaviour.items) if behaviour.items is not None else [echo],
               user_agent=_recorded_agent(handler, request.headers.get("User-Agent")), body_bytes=behaviour.body_bytes,
               generated_items=behaviour.generated_items, gzip=behaviour.gzip, long_line=behaviour.long_line,
-              cost_usd=handler.state.script.account.cost_per_run_usd,
+              cost_usd=handler.state.script.account.cost_per_run_usd, charged_events=behaviour.charged_events,
               listed_from=time.monotonic() + handler.state.script.platform.listing_delay,
               actor="actor" in request.params)
     with handler.state.lock:  # the account's check and the run's start are one step, as on the platform

@@ -53,7 +53,7 @@ def get_run(handler: Handler, request: Request) -> None:
     except ValueError:
         wait = 0.0
     run.finished.wait(wait)
-    handler.send_json(200, {"data": handler.state.shown(run)})
+    handler.send_json(200, {"data": handler.state.shown_whole(run)})
 
 
 @route("POST", "/v2/actor-runs/{run}/abort")
@@ -66,4 +66,4 @@ def abort_run(handler: Handler, request: Request) -> None:
             run.status = "ABORTED"
             run.finished_at = handler.state.clock()
             run.finished.set()
-    handler.send_json(200, {"data": handler.state.shown(run)})
+    handler.send_json(200, {"data": handler.state.shown_whole(run)})

@@ -33,11 +33,13 @@ class Behaviour:
     generated_items: int | None = None  # a dataset of this many generated product items, streamed, never held
     gzip: bool = False  # generated datasets gzip-compressed to clients that accept it, as the platform does
     long_line: int | None = None  # one generated item this many bytes longer (`longLine`), in the middle
+    # a pay-per-event run: event → [count, price in USD]; it shows no usageTotalUsd, only its events and prices
+    charged_events: dict[str, tuple[int, float]] | None = None
     body: str | None = None  # the answer's text as it is (output and items alike): shapes no JSON value dumps to
 
     KEYS = ("latency", "respond", "status", "errorType", "retryAfter", "html", "drop", "bodyBytes", "contentType",
             "runStatus", "message", "trickle", "faultRate", "syncLimit", "items", "output", "generatedItems",
-            "gzip", "body", "longLine")
+            "gzip", "body", "longLine", "chargedEvents")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Behaviour:
@@ -54,7 +56,9 @@ class Behaviour:
                         fault_rate=float(raw.get("faultRate", 0)), sync_limit=raw.get("syncLimit"),
                         items=tuple(raw["items"]) if "items" in raw else None, output=raw.get("output", _ECHO),
                         generated_items=raw.get("generatedItems"), gzip=bool(raw.get("gzip", False)),
-                        body=raw.get("body"), long_line=raw.get("longLine"))
+                        body=raw.get("body"), long_line=raw.get("longLine"),
+                        charged_events={k: (int(v[0]), float(v[1])) for k, v in raw["chargedEvents"].items()}
+                        if raw.get("chargedEvents") else None)
         if behaviour.respond not in RESPONSES or behaviour.drop not in DROPS:
             raise ValueError(f"respond must be one of {sorted(RESPONSES)}, drop one of {sorted(d for d in DROPS if d)}")
         return behaviour

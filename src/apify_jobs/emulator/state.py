@@ -36,6 +36,7 @@ class Run:
     gzip: bool = False  # the generated dataset is served gzip-compressed to clients that accept it
     long_line: int | None = None  # one generated item that much longer (`longLine`)
     cost_usd: float | None = None  # the account's `costPerRunUsd`, when the script sets one
+    charged_events: dict[str, tuple[int, float]] | None = None  # pay-per-event: no usageTotalUsd is shown
     actor: bool = False  # started through /v2/acts/{actorId}/..., not a task
     finished_at: datetime | None = None
     finished: threading.Event = field(default_factory=threading.Event)
@@ -48,13 +49,21 @@ class Run:
     def dataset_id(self) -> str:
         return f"ds{self.id}"
 
+    def _events(self) -> dict[str, Any]:
+        """What the run endpoint (not the listing) shows of a pay-per-event run: its events and their prices."""
+        events = self.charged_events or {}
+        return {"chargedEventCounts": {name: count for name, (count, _) in events.items()},
+                "pricingInfo": {"pricingModel": "PAY_PER_EVENT", "pricingPerEvent": {"actorChargeEvents": {
+                    name: {"eventTitle": name, "eventDescription": name, "eventPriceUsd": price}
+                    for name, (_, price) in events.items()}}}}
+
     def usage_usd(self, now: datetime) -> float:
         if self.cost_usd is not None:
             return self.cost_usd
         seconds = ((self.finished_at or now) - self.started_at).total_seconds()
         return round(USD_PER_RUN + max(seconds, 0.0) * USD_PER_SECOND, 6)
 
-    def as_api(self, now: datetime, record_agent: bool = True) -> dict[str, Any]:
+    def as_api(self, now: datetime, record_agent: bool = True, full: bool = False) -> dict[str, Any]:
         """The run object, as the listing (RunShort) and the run endpoint show it."""
         options = {"build": self.options.get("build", "latest"),
                    "timeoutSecs": int(float(self.options.get("timeout", 3600))),
@@ -64,7 +73,8 @@ class Run:
                 "startedAt": iso(self.started_at), "finishedAt": iso(self.finished_at) if self.finished_at else None,
                 "buildId": "emulatedBuild0001", "buildNumber": "0.0.1",
                 "meta": {"origin": self.origin, "userAgent": self.user_agent if record_agent else None},
-                "usageTotalUsd": self.usage_usd(now),
+                "usageTotalUsd": None if self.charged_events else self.usage_usd(now),
+                **(self._events() if full and self.charged_events else {}),
                 "defaultKeyValueStoreId": self.store_id, "defaultDatasetId": self.dataset_id,
                 "defaultRequestQueueId": f"rq{self.id}", "options": options}
 
@@ -116,6 +126,10 @@ class State:
     def shown(self, run: Run) -> dict[str, Any]:
         """A run as the API shows it now."""
         return run.as_api(self.clock(), self.script.platform.record_user_agent)
+
+    def shown_whole(self, run: Run) -> dict[str, Any]:
+        """A run as `GET /v2/actor-runs/{id}` shows it: with what the listing leaves out."""
+        return run.as_api(self.clock(), self.script.platform.record_user_agent, full=True)
 
     def stats(self) -> dict[str, Any]:
         with self.lock:

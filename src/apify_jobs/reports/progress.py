@@ -102,8 +102,8 @@ def summary(results: list[JobResult], redact: Redactor) -> str:
     lines.append(", ".join(f"{count} {status}" for status, count in totals.items() if count) or "no jobs")
     if any(batch.reused.values()):
         lines.append(f"this run: {batch.this_run}")
-    if batch.usage_usd is not None:
-        lines.append(f"this run's cost: ${batch.usage_usd:.4f}"
+    if batch.cost_text is not None:
+        lines.append(f"this run's cost: {batch.cost_text}"
                      + (" (preliminary: the platform may still revise it)" if batch.preliminary else ""))
     for r in results:
         if r.status is Status.FAILED and r.run is not None:

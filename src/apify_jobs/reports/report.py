@@ -61,6 +61,7 @@ class Totals:
     failed_expectations: int = 0
     usage_usd: float | None = None
     preliminary: bool = False  # the platform may still revise the cost
+    unknown_cost: int = 0  # runs whose cost nobody can say (never counted as $0)
     sent: int = 0  # jobs this run sent a request for
     reused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("resumed", "refetched", "adopted"), 0))
 
@@ -78,6 +79,7 @@ class Totals:
             if kind not in ("resumed", "refetched"):
                 runs = [run for run in record.runs if run.usage_total_usd is not None]
                 usages += [run.usage_total_usd or 0.0 for run in runs]
+                totals.unknown_cost += len(record.runs) - len(runs)
                 totals.preliminary = totals.preliminary or any(run.preliminary for run in runs)
         totals.usage_usd = round(sum(usages), 6) if usages else None
         totals.preliminary = totals.preliminary and totals.usage_usd is not None
@@ -90,7 +92,17 @@ class Totals:
         if self.usage_usd is not None:
             totals["usageTotalUsd"] = self.usage_usd
             totals["usagePreliminary"] = self.preliminary
+        if self.unknown_cost:
+            totals["usageUnknownRuns"] = self.unknown_cost
         return totals
+
+    @property
+    def cost_text(self) -> str | None:
+        """`$0.0420`, `$0.0420 and 2 runs of unknown cost`, or `unknown (3 runs)`; None when nothing ran."""
+        unknown = f"{self.unknown_cost} run{'s' * (self.unknown_cost != 1)} of unknown cost" if self.unknown_cost else ""
+        if self.usage_usd is None:
+            return f"unknown ({unknown})" if unknown else None
+        return f"${self.usage_usd:.4f}" + (f" and {unknown}" if unknown else "")
 
     @property
     def this_run(self) -> str:

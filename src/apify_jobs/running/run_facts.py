@@ -4,6 +4,7 @@ which runs are still going (and, when asked, aborting them)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -83,8 +84,28 @@ def _preliminary(run: dict[str, Any], now: Any) -> bool:
     return finished is None or now - finished < PRELIMINARY_FOR
 
 
+def event_cost(run: dict[str, Any]) -> float | None:
+    """A pay-per-event run's cost, when it shows no `usageTotalUsd`: its charged events times the Actor's
+    flat prices. None (unknown, never $0) when either is missing or an event is tier-priced."""
+    counts, pricing = run.get("chargedEventCounts"), run.get("pricingInfo")
+    if not isinstance(counts, dict) or not isinstance(pricing, dict) or pricing.get("pricingModel") != "PAY_PER_EVENT":
+        return None
+    events = (pricing.get("pricingPerEvent") or {}).get("actorChargeEvents")
+    if not isinstance(events, dict):
+        return None
+    total = 0.0
+    for name, count in counts.items():
+        price = (events.get(name) or {}).get("eventPriceUsd") if isinstance(events.get(name), dict) else None
+        if not isinstance(count, int) or not isinstance(price, (int, float)) or isinstance(price, bool):
+            return None
+        total += count * float(price)
+    return round(total, 6)
+
+
 def _facts(run: dict[str, Any], preliminary: bool) -> RunFacts:
     usage = run.get("usageTotalUsd")
+    if not isinstance(usage, (int, float)) or isinstance(usage, bool):
+        usage = event_cost(run)
     return RunFacts(str(run["id"]), run.get("status"), float(usage) if isinstance(usage, (int, float)) else None,
                     run.get("defaultDatasetId"), run.get("defaultKeyValueStoreId"), preliminary,
                     run.get("buildNumber") if isinstance(run.get("buildNumber"), str) else None)
@@ -103,12 +124,31 @@ def add_run_facts(client: ApiClient, attempts: Attempts, results: list[JobResult
             result.facts_note = f"run facts could not be looked up: {failure}"
         return
     started = {a.id for a in attempts.all() if a.started_run}
+    _whole_cost(client, found)
     for result in sent:
         runs = [found[attempt_id] for attempt_id in result.attempt_ids if attempt_id in found]
         if runs:
             result.run, result.other_runs = runs[-1], runs[:-1]
         elif any(attempt_id in started for attempt_id in result.attempt_ids):
             result.facts_note = "its run was not found in the task's run listing"
+
+
+WHOLE_RUN_LOOKS = 100  # runs whose cost the listing leaves unknown, read whole (pay-per-event): at most this many
+
+
+def _whole_cost(client: ApiClient, found: dict[str, RunFacts]) -> None:
+    """Runs the listing shows without a cost (pay-per-event Actors the user does not own): read whole, their
+    cost from their charged events and prices where both are given; else it stays unknown, never $0."""
+    unknown = [(attempt_id, facts) for attempt_id, facts in found.items() if facts.usage_total_usd is None]
+    for attempt_id, facts in unknown[:WHOLE_RUN_LOOKS]:
+        try:
+            with client.get_run(facts.run_id) as answer:
+                run = answer.json().get("data")
+        except (JobFailure, ValueError, AttributeError):
+            continue
+        cost = event_cost(run) if isinstance(run, dict) else None
+        if cost is not None:
+            found[attempt_id] = dataclasses.replace(facts, usage_total_usd=cost)
 
 
 def still_running(client: ApiClient, attempts: Attempts, results: list[JobResult], abort: bool,
