@@ -128,3 +128,14 @@ def test_a_run_of_unknown_cost_is_said_so(tmp_path: Path) -> None:
     tiered = {"chargedEventCounts": {"x": 3}, "pricingInfo": {"pricingModel": "PAY_PER_EVENT", "pricingPerEvent": {
         "actorChargeEvents": {"x": {"eventTitle": "x", "eventDescription": "x", "eventTieredPricingUsd": {}}}}}}
     assert event_cost(tiered) is None  # a tier price the run does not say: unknown, not $0
+
+
+def test_the_emulator_mode_takes_a_script_and_marks_what_is_emulated(cli, tmp_path: Path) -> None:
+    script = tmp_path / "script.yaml"
+    script.write_text("tasks:\n  me~bad: {respond: run-failed}\n")
+    path = job_file(tmp_path, "jobs:\n  - {name: good, task: me~good}\n  - {name: bad, task: me~bad}\n")
+    code, stdout, _ = cli("run", path, "--out-dir", tmp_path / "out", "--emulator", "--script", script)
+    assert code == 1 and "(emulated: no money was spent)" in stdout
+    assert "no console page" in stdout and "console.apify.com" not in stdout
+    code, _, err = cli("run", path, "--out-dir", tmp_path / "out2", "--script", script)
+    assert code == 2 and "add --emulator" in err

@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "could pass it is not started")
     run.add_argument("--abort-on-interrupt", action="store_true",
                      help="on Ctrl-C or SIGTERM, also abort the runs still going on the platform")
-    run.add_argument("--emulator-script", metavar="FILE", help=argparse.SUPPRESS)
+    run.add_argument("--script", "--emulator-script", dest="emulator_script", metavar="FILE",
+                     help="with --emulator: how its tasks behave (the `apify-jobs emulator --script` format)")
     loudness = run.add_mutually_exclusive_group()
     loudness.add_argument("-q", "--quiet", action="store_true", help="print only the summary's failures")
     loudness.add_argument("-v", "--verbose", action="store_true", help="log every request and retry")

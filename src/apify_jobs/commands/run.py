@@ -33,6 +33,8 @@ from apify_jobs.running.state import State, state_folder
 def main(args: argparse.Namespace, env: Environment) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if args.emulator_script and not args.emulator:
+        raise UsageError("--script scripts the built-in emulator: add --emulator")
     if args.max_cost_usd is not None and not args.max_cost_usd > 0:
         raise UsageError("--max-cost-usd must be more than 0")
     job_files, warnings = jobfile.load(args.paths, parse_vars(args.var, args.var_file), env.environ, args.max_jobs,
@@ -78,8 +80,8 @@ def _show(args: argparse.Namespace, env: Environment, outcome: Outcome,
     if args.json:  # the report itself, for scripts (`run --json | jq ...`), instead of the summary table
         write_safely(report.json_text(of))
     else:
-        print_safely(summary(outcome.results, env.redactor) if not args.quiet
-                     else _failures_only(outcome.results, env.redactor))
+        print_safely(summary(outcome.results, env.redactor, emulated=args.emulator) if not args.quiet
+                     else _failures_only(outcome.results, env.redactor, args.emulator))
     written = _write_reports(reports, of)
     if outcome.interrupted:
         print_safely(interrupted_runs(outcome.going, args.abort_on_interrupt, env.redactor), sys.stderr)
@@ -124,6 +126,6 @@ def _api(args: argparse.Namespace, env: Environment) -> Iterator[tuple[str, str 
     yield env.environ.get("APIFY_API_BASE_URL") or DEFAULT_BASE_URL, token_from(env.environ, env.redactor)
 
 
-def _failures_only(results: list[JobResult], redact: Redactor) -> str:
+def _failures_only(results: list[JobResult], redact: Redactor, emulated: bool) -> str:
     bad = [r for r in results if not r.succeeded]
-    return summary(bad, redact) if bad else ""
+    return summary(bad, redact, emulated) if bad else ""

@@ -76,8 +76,9 @@ class Progress:
         """Nothing to clear in a line-per-event log."""
 
 
-def summary(results: list[JobResult], redact: Redactor) -> str:
-    """The table printed at the end: name, status, attempts, duration, output or error."""
+def summary(results: list[JobResult], redact: Redactor, emulated: bool = False) -> str:
+    """The table printed at the end: name, status, attempts, duration, output or error. ``emulated``: the runs
+    are the built-in emulator's, so their costs are invented and they have no console page: said so."""
     rows = [("JOB", "STATUS", "TRIES", "TIME", "OUTPUT / ERROR")]
     for r in results:
         reused = provenance(r)
@@ -103,11 +104,12 @@ def summary(results: list[JobResult], redact: Redactor) -> str:
     if any(batch.reused.values()):
         lines.append(f"this run: {batch.this_run}")
     if batch.cost_text is not None:
-        lines.append(f"this run's cost: {batch.cost_text}"
-                     + (" (preliminary: the platform may still revise it)" if batch.preliminary else ""))
+        lines.append(f"this run's cost: {batch.cost_text}" + (" (emulated: no money was spent)" if emulated else
+                     " (preliminary: the platform may still revise it)" if batch.preliminary else ""))
     for r in results:
         if r.status is Status.FAILED and r.run is not None:
-            lines.append(f"{r.name}: {r.run.console_url}")
+            lines.append(f"{r.name}: " + (f"emulated run {r.run.run_id} (no console page)" if emulated
+                                          else r.run.console_url))
     return redact("\n".join(line.rstrip() for line in lines))
 
 
