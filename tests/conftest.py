@@ -35,7 +35,10 @@ def write(tmp_path: Path):
 # Recovery looks again over seconds before it concludes that a dropped attempt started no run (run look-ups are
 # eventually consistent); in-process tests get a shorter window. test_e2e_identity.py checks the real one against
 # an emulator that shows new runs late.
-QUICK = Settings(settle=0.2, look_again=(0.05, 0.1), look_again_after=0.1,
+# Costs are not read a second time 10 s later in the CLI processes the tests start (each would wait 10 s);
+# tests/test_e2e_account.py tests the second reading with settings of its own.
+os.environ.setdefault("APIFY_JOBS_COST_SETTLE_SECONDS", "0")
+QUICK = Settings(settle=0.2, look_again=(0.05, 0.1), look_again_after=0.1, cost_settle=0,
                  lookup_policy=dataclasses.replace(Settings().lookup_policy, initial=0.01, max_wait=0.05))
 
 

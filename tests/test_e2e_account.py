@@ -139,3 +139,24 @@ def test_the_emulator_mode_takes_a_script_and_marks_what_is_emulated(cli, tmp_pa
     assert "no console page" in stdout and "console.apify.com" not in stdout
     code, _, err = cli("run", path, "--out-dir", tmp_path / "out2", "--script", script)
     assert code == 2 and "add --emulator" in err
+
+
+def test_preliminary_costs_are_read_again_once_settled(emulator, tmp_path: Path, capsys, monkeypatch) -> None:
+    """A run that just ended shows a preliminary cost; the run facts read it again `cost_settle` later."""
+    import dataclasses
+
+    from apify_jobs.environment import Environment
+    from apify_jobs.main import main
+    from tests.conftest import QUICK
+
+    server = emulator()
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~a}\n")
+    for settle, preliminary in ((0, True), (1.5, False)):  # the listing's Date has whole seconds
+        out = tmp_path / f"out{settle}"
+        code = main(["run", str(path), "--out-dir", str(out)],
+                    Environment(settings=dataclasses.replace(QUICK, cost_settle=settle)))
+        job = jobs_by_name(read_report(out))["a"]
+        assert code == 0 and bool(job.get("usagePreliminary")) is preliminary, settle
+    lookups = server.state.lookups_of("list-runs")
+    assert len(lookups) >= 3  # one look-up for the first run; two (the second after the wait) for the other
+    capsys.readouterr()

@@ -26,22 +26,32 @@ class Settings:
     # A run that certainly started but is not listed yet (run facts): one more look, after this long.
     look_again_after: float = 2.0
     lookup_policy: RetryPolicy = field(default_factory=_lookup_policy)
+    # "The first response after completion can still show preliminary costs ... wait about 10 seconds and
+    # call the endpoint again" (Apify's docs): a run that ended less than this long before the look-up is
+    # preliminary, and such runs are read once more after this long (0: not read again).
+    cost_settle: float = 10.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         """The defaults, but APIFY_JOBS_SETTLE_SECONDS: how long after an attempt a listing must be asked for
         before "no run" is concluded (longer on a platform whose listings lag; shorter only where listings
         are immediate, as the emulator's are). A value that is not a number is an error, not a default."""
-        raw = environ.get("APIFY_JOBS_SETTLE_SECONDS")
-        if raw is None:
-            return cls()
-        try:
-            settle = float(raw)
-        except ValueError:
-            settle = -1.0
-        if not 0 <= settle <= 3600:
-            raise UsageError(f"APIFY_JOBS_SETTLE_SECONDS must be a number of seconds from 0 to 3600, not {raw!r}")
-        return cls(settle=settle)
+        defaults = cls()
+        return cls(settle=_seconds(environ, "APIFY_JOBS_SETTLE_SECONDS", defaults.settle),
+                   cost_settle=_seconds(environ, "APIFY_JOBS_COST_SETTLE_SECONDS", defaults.cost_settle))
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise UsageError(f"{name} must be a number of seconds from 0 to 3600, not {raw!r}")
+    return seconds
 
 
 DEFAULT = Settings()

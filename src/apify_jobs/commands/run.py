@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -61,7 +62,9 @@ def main(args: argparse.Namespace, env: Environment) -> int:
                                    args.account_limits, args.max_cost_usd)
             outcome = run_batch(plan, job_files, destination, state, client, options,
                                 lambda total: make_progress(total, args.quiet, args.color, env.redactor),
-                                _say(args.quiet, env.redactor), env.settings)
+                                _say(args.quiet, env.redactor),
+                                # the emulator's costs are invented: nothing to wait for
+                                dataclasses.replace(env.settings, cost_settle=0) if args.emulator else env.settings)
             return _show(args, env, outcome, reports, job_files)
         finally:
             client.close()

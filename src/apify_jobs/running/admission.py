@@ -58,8 +58,8 @@ class AccountLimits:
         return None if self.max_memory_gb is None else max(self.max_memory_gb - self.memory_in_use_gb, 0.0) * 1024
 
     def describe(self) -> str:
-        allows = [f"{self.max_runs} runs" if self.max_runs is not None else "",
-                  f"{self.max_memory_gb:g} GB" if self.max_memory_gb is not None else ""]
+        allows = [f"{self.max_runs:,} runs" if self.max_runs is not None else "",
+                  f"{self.max_memory_gb:,g} GB" if self.max_memory_gb is not None else ""]
         going = f"; {self.active_runs} run{'s' * (self.active_runs != 1)} going now" if self.active_runs else ""
         return f"the account allows {' and '.join(a for a in allows if a) or 'any number of runs'}{going}"
 

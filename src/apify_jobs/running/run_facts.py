@@ -39,7 +39,8 @@ def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.E
     for (task, actor), of_task in by_task.items():
         for look in range(2):
             _look(client, task, actor, [a for a in of_task if a.id not in found], found, cancelled,
-                  settings.lookup_policy)
+                  settings.lookup_policy,
+                  timedelta(seconds=settings.cost_settle) if settings.cost_settle > 0 else PRELIMINARY_FOR)
             certain = [a for a in of_task if a.id not in found and a.started_run]
             pause = settings.look_again_after if look_again_after is None else look_again_after
             if not certain or look or cancelled.wait(pause):
@@ -48,7 +49,7 @@ def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.E
 
 
 def _look(client: ApiClient, task: str, actor: bool, wanted: list[Attempt], found: dict[str, RunFacts],
-          cancelled: threading.Event, policy: RetryPolicy) -> None:
+          cancelled: threading.Event, policy: RetryPolicy, settle: timedelta = PRELIMINARY_FOR) -> None:
     if not wanted:
         return
     by_id = {a.id: a for a in wanted}
@@ -67,21 +68,21 @@ def _look(client: ApiClient, task: str, actor: bool, wanted: list[Attempt], foun
                 continue
             owner = by_id.get(attempt_id_of(run) or "") or by_run.get(str(run.get("id")))
             if owner is not None and owner.id not in found:
-                found[owner.id] = _facts(run, _preliminary(run, now))
+                found[owner.id] = _facts(run, _preliminary(run, now, settle))
         start = started_at(page[-1]) if page and isinstance(page[-1], dict) else None
         done = all(a.id in found for a in wanted)
         if done or len(page) < PAGE or (window is not None and start is not None and start < window):
             return
 
 
-def _preliminary(run: dict[str, Any], now: Any) -> bool:
+def _preliminary(run: dict[str, Any], now: Any, settle: timedelta = PRELIMINARY_FOR) -> bool:
     if run.get("status") not in TERMINAL or now is None:
         return True
     try:
         finished = started_at({"startedAt": run.get("finishedAt")})
     except TypeError:
         return True
-    return finished is None or now - finished < PRELIMINARY_FOR
+    return finished is None or now - finished < settle
 
 
 def event_cost(run: dict[str, Any]) -> float | None:
@@ -124,6 +125,7 @@ def add_run_facts(client: ApiClient, attempts: Attempts, results: list[JobResult
             result.facts_note = f"run facts could not be looked up: {failure}"
         return
     started = {a.id for a in attempts.all() if a.started_run}
+    _settled(client, attempts, found, settings)
     _whole_cost(client, found)
     for result in sent:
         runs = [found[attempt_id] for attempt_id in result.attempt_ids if attempt_id in found]
@@ -131,6 +133,20 @@ def add_run_facts(client: ApiClient, attempts: Attempts, results: list[JobResult
             result.run, result.other_runs = runs[-1], runs[:-1]
         elif any(attempt_id in started for attempt_id in result.attempt_ids):
             result.facts_note = "its run was not found in the task's run listing"
+
+
+def _settled(client: ApiClient, attempts: Attempts, found: dict[str, RunFacts], settings: Settings) -> None:
+    """Runs whose cost was still preliminary (they had just ended) are read once more, once the platform's
+    figure has settled (``settings.cost_settle`` later): the report's cost is the final one where it can be."""
+    early = {attempt_id for attempt_id, facts in found.items() if facts.preliminary}
+    if not early or settings.cost_settle <= 0:
+        return
+    time.sleep(settings.cost_settle + 1.0)  # + the listing's Date header's resolution (whole seconds)
+    try:
+        again = find_runs(client, [a for a in attempts.all() if a.id in early], threading.Event(), settings)
+    except JobFailure:
+        return  # the preliminary figures stay, marked as such
+    found.update(again)
 
 
 WHOLE_RUN_LOOKS = 100  # runs whose cost the listing leaves unknown, read whole (pay-per-event): at most this many
