@@ -16,7 +16,7 @@ from apify_jobs.running.state import existing_state, request_key
 
 def chosen(args: argparse.Namespace, env: Environment, job_files: list[JobFile], global_cap: int | None = None,
            fail_fast: bool = False) -> Plan:
-    if getattr(args, "max_age", None) is not None:
+    if args.max_age is not None:
         try:
             max_age = parse(args.max_age)
         except DurationError as error:

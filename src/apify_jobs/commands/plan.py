@@ -85,18 +85,16 @@ def main(args: argparse.Namespace, env: Environment) -> int:
         if shown_jobs[entry["name"]].fan_out is not None:
             lines.append(f"  fan-out: {describe_fan_out(shown_jobs[entry['name']])}")
     lines += _worst_case([shown_jobs[e["name"]] for e in planned if e.get("resume") != "skip"], job_files,
-                         getattr(args, "max_cost_usd", None))
+                         args.max_cost_usd)
     print_safely(env.redactor("\n".join(lines)))
     return 0
 
 
 def _worst_case(jobs: list[Job], job_files: list[JobFile], max_cost: float | None) -> list[str]:
     """What the jobs `run` would send could cost at most, as far as their caps (`maxTotalChargeUsd`) say."""
-    from apify_jobs.running.admission import cost_cap
+    from apify_jobs.running.admission import worst_case
 
-    caps = [None if job.fan_out is not None else cost_cap(job) for job in jobs]  # a fan-out: as many as its items
-    known = sum(cap for cap in caps if cap is not None)
-    unbounded = [job.name for job, cap in zip(jobs, caps, strict=True) if cap is None]
+    known, unbounded = worst_case(jobs)
     line = f"worst case: ${known:.2f}" + (f" + unbounded ({len(unbounded)} job{'s' * (len(unbounded) != 1)} without "
                                           "options.maxTotalChargeUsd)" if unbounded else "")
     lines = ["", line]

@@ -95,13 +95,11 @@ def _show(args: argparse.Namespace, env: Environment, outcome: Outcome,
 
 
 def _say(quiet: bool, redactor: Redactor) -> Callable[[str], None]:
-    """Lines for the user on stderr. They can hold a server's words (why the limits could not be read):
-    masked first, then made inert."""
-    from apify_jobs.inert import shown
-
+    """Lines for the user on stderr. They can hold a server's words (why the limits could not be read): masked
+    here, made inert by print_safely."""
     def say(text: str) -> None:
         if not quiet:
-            print_safely(shown(redactor(f"apify-jobs: {text}")), sys.stderr)
+            print_safely(redactor(f"apify-jobs: {text}"), sys.stderr)
     return say
 
 

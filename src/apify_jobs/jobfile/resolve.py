@@ -193,9 +193,11 @@ def _resolve_file(doc: Document, context: Context, problems: list[Problem], brok
                 by_base[raw["name"]] = []
                 problems.extend(_expression_syntax(doc, raw, where))  # said with the schema's problems
             continue
-        names: list[str] = []
+        names: list[str] = []  # the jobs that resolved
+        expansions: list[str] = []  # every job of the matrix, to name in a problem they share
         before = len(problems)
         for name, matrix in _matrix(doc, raw, where, problems, budget):
+            expansions.append(name)
             job = _resolve_job(doc, defaults, raw, where, name, matrix, context, problems, pinned)
             if job is not None:
                 expanded.append((job, where, raw.get("needs", [])))
@@ -203,7 +205,7 @@ def _resolve_file(doc: Document, context: Context, problems: list[Problem], brok
             if matrix is None:
                 fan_outs.add(raw["name"])
         if raw.get("matrix"):
-            problems[before:] = _once_per_matrix(problems[before:], [n for n, _ in _matrix_names(raw)] or names)
+            problems[before:] = _once_per_matrix(problems[before:], expansions)
         by_base[raw["name"]] = names
     expansion_of = {name: base for base, names in by_base.items() for name in names if name != base}
     for job, where, needs in expanded:
@@ -229,16 +231,6 @@ def _resolve_file(doc: Document, context: Context, problems: list[Problem], brok
             problems.extend(_needs_references(doc, raw, ("jobs", index), by_base, expansion_of, fan_outs, matrices))
     problems.extend(_cycles(doc, expanded))
     return job_file
-
-
-def _matrix_names(raw: dict[str, Any]) -> list[tuple[str, None]]:
-    """A static matrix's job names, in expansion order (for naming them in a problem)."""
-    matrix = raw.get("matrix") or {}
-    if not all(isinstance(values, list) for values in matrix.values()):
-        return []
-    if math.prod(len(values) for values in matrix.values()) > MATRIX_JOBS_PER_JOB:
-        return []
-    return [(matrix_name(raw["name"], values), None) for values in itertools.product(*matrix.values())]
 
 
 def _once_per_matrix(found: list[Problem], names: list[str]) -> list[Problem]:

@@ -243,7 +243,7 @@ class Check:
             self._guarded(self._reader.end)
         reader = self._reader
         seen = Seen(self.kind, self.content_type, self.bytes, self.items, self.dataset,
-                    reader is not None and reader.was_list, getattr(reader, "document_type", None))
+                    reader is not None and reader.was_list, reader.document_type if reader else None)
         unread = self._broken  # what could not be read cannot be judged further than its bytes
         for check in self._checks:
             if check.depth is Depth.BYTES or unread is None:

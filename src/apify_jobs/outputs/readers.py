@@ -79,6 +79,7 @@ class Reader:
 
     items = 0
     was_list = False  # a JSON array: "empty" means no items
+    document_type: str | None = None  # a JSON answer that is not an array: what value it is (object, string, ...)
 
     def feed(self, chunk: bytes) -> bool:
         raise NotImplementedError
@@ -102,7 +103,6 @@ class JsonReader(Reader):
         self._values: _ArrayValues | None = None
         self._empty: bool | None = None  # an array: whether `]` follows its `[`
         self._fed = 0
-        self.document_type: str | None = None  # not an array: what JSON value it is
 
     def feed(self, chunk: bytes) -> bool:
         self._fed += len(chunk)

@@ -95,6 +95,14 @@ class _Purse:
         return self.budget - self.spent - self.reserved
 
 
+def worst_case(jobs: list[Job]) -> tuple[float, list[str]]:
+    """What ``jobs`` could cost at most, as far as their caps say: the sum of the caps, and the names of the
+    jobs without one (unbounded; a fan-out, whose count is known only once it expands, among them)."""
+    caps = [None if job.fan_out is not None else cost_cap(job) for job in jobs]
+    return sum(cap for cap in caps if cap is not None), [job.name for job, cap in zip(jobs, caps, strict=True)
+                                                          if cap is None]
+
+
 class Admission:
     """Counts what runs now (slots, memory, money in flight) against the account's limits and the budgets."""
 

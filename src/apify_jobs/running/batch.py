@@ -22,7 +22,7 @@ from apify_jobs.model import Job, JobFile
 from apify_jobs.outputs.destination import Destination
 from apify_jobs.outputs.paths import may_land_on
 from apify_jobs.record import GoingRun, JobResult, Status
-from apify_jobs.running.admission import AccountLimits, Admission, cost_cap
+from apify_jobs.running.admission import AccountLimits, Admission, worst_case
 from apify_jobs.running.executor import Executor, Progress
 from apify_jobs.running.needs import NeedsValueFailed, uses_needs
 from apify_jobs.running.run_facts import abort_runs, add_run_facts, going_runs, still_running
@@ -99,7 +99,7 @@ def run_batch(plan: Plan, job_files: list[JobFile], destination: Destination, st
     budgets = {f.path: f.budget_usd for f in job_files if f.budget_usd is not None}
     limits = account_limits(client, say) if options.account_limits else None
     if limits is not None and limits.max_monthly_usd is not None and limits.monthly_usd is not None:
-        worst = sum(cost_cap(e.job) or 0.0 for e in plan.entries)
+        worst, _ = worst_case([e.job for e in plan.entries])
         if limits.monthly_usd + worst > limits.max_monthly_usd:
             say(f"warning: the jobs' caps add up to ${worst:.2f}, and with the ${limits.monthly_usd:.2f} used this "
                 f"month that passes the account's monthly limit of ${limits.max_monthly_usd:.2f}: the platform will "

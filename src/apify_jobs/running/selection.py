@@ -66,8 +66,7 @@ class Selectors:
 
     @classmethod
     def from_args(cls, args: Any) -> Selectors:
-        return cls(tuple(getattr(args, "only", []) or []), bool(getattr(args, "failed", False)),
-                   bool(getattr(args, "changed", False)), parse_shard(getattr(args, "shard", None)))
+        return cls(tuple(args.only), args.failed, args.changed, parse_shard(args.shard))
 
     @property
     def from_state(self) -> bool:
