@@ -160,3 +160,24 @@ def test_preliminary_costs_are_read_again_once_settled(emulator, tmp_path: Path,
     lookups = server.state.lookups_of("list-runs")
     assert len(lookups) >= 3  # one look-up for the first run; two (the second after the wait) for the other
     capsys.readouterr()
+
+
+def test_run_warns_when_the_caps_would_pass_the_monthly_limit(cli, emulator, tmp_path: Path) -> None:
+    server = emulator({"account": {"monthlyUsageUsd": 9, "maxMonthlyUsageUsd": 10}})
+    text = "jobs:\n  - {name: a, task: me~a, options: {maxTotalChargeUsd: 0.6}}\n" \
+           "  - {name: b, task: me~b, options: {maxTotalChargeUsd: 0.6}}\n"
+    code, _, err = cli("run", job_file(tmp_path, text), "--out-dir", tmp_path / "out", "--no-run-facts")
+    assert code == 0 and "passes the account's monthly limit of $10.00" in err and len(server.state.runs) == 2
+    code, _, err = cli("run", job_file(tmp_path, text.replace("0.6", "0.4")), "--out-dir", tmp_path / "out2",
+                       "--no-run-facts")
+    assert code == 0 and "monthly limit" not in err
+
+
+def test_the_emulators_long_line_is_one_item_of_the_length_asked(tmp_path: Path) -> None:
+    from apify_jobs.emulator.storage import _generated
+
+    for jsonl in (False, True):
+        body = b"".join(_generated(9000, jsonl, 5000))
+        items = [json.loads(line) for line in body.splitlines()] if jsonl else json.loads(body)
+        assert len(items) == 9000 and len(items[4500]["padding"]) == 5000
+        assert sum("padding" in item for item in items) == 1

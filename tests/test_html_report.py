@@ -70,6 +70,7 @@ def test_a_thousand_jobs_keep_their_axis_failures_first_and_resumed_jobs_off_the
     assert 'x="-' not in text and text.count('class="job-bar"') == 900  # the 100 resumed have no bar
     assert text.count('<line class="tick"') >= 4 and 'id="legend"' in text and 'id="frame"' in text
     assert "(900 sent, 100 resumed)" in text and "resumed from run 3 at 2026-09-01" in text
+    assert '<td class="num">7</td><td class="num">$0.0010</td>' in text  # job0007's items and cost
     dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0 and dom.stdout.count('class="job-bar"') == 900
