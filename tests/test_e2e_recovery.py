@@ -96,10 +96,11 @@ def test_dataset_job_adopts_and_fetches_items_with_its_parameters(cli, emulator,
     server = emulator({"tasks": {"me~t": [{"drop": "after-start"}, {}]}})
     code, jobs, out, _ = run(cli, tmp_path, f"""
         jobs:
-          - {{name: d, task: me~t, input: {{q: x}}, dataset: {{format: csv}}, retry: {{{FAST}}}}}
+          - {{name: d, task: me~t, input: {{q: x}}, dataset: {{format: csv, fields: [title, price], limit: 2, bom: false}},
+              retry: {{{FAST}}}}}
         """)
     assert code == 0 and server.state.per_task == {"me~t": 1}
-    assert (out / "d.csv").read_text().startswith("taskId,input,options")
+    assert (out / "d.csv").read_text() == "title,price\nProduct 1,10.99\nProduct 2,11.99\n"
 
 
 def test_a_run_started_with_other_options_is_not_adopted(cli, emulator, tmp_path: Path) -> None:

@@ -9,10 +9,11 @@ import threading
 import time
 from typing import Any
 
+from apify_jobs.emulator.dataset_view import default_items, render
 from apify_jobs.emulator.handler import Handler, Request, route
 from apify_jobs.emulator.script import _ECHO, Behaviour
 from apify_jobs.emulator.state import Run
-from apify_jobs.emulator.storage import items_as, stream_generated
+from apify_jobs.emulator.storage import send_items, stream_generated
 from apify_jobs.model import INPUT_LIMIT_BYTES
 
 
@@ -112,10 +113,13 @@ def _answer(handler: Handler, behaviour: Behaviour, task: str, endpoint: str, re
     if behaviour.trickle:
         handler.trickle(run.output, run.content_type, behaviour.trickle)
         return
+    if endpoint != "run-sync" and behaviour.body is None and behaviour.drop != "mid-body":
+        send_items(handler, 201, run.items, request.query)
+        return
     if endpoint == "run-sync" or behaviour.body is not None:
         payload, content_type = run.output, run.content_type
     else:
-        payload, content_type = items_as(run.items, request.query.get("format", "json"))
+        payload, content_type = render(run.items, request.query)
     if behaviour.drop == "mid-body":
         handler.send_partial(payload, content_type)
         return
@@ -153,7 +157,7 @@ def _start_run(handler: Handler, behaviour: Behaviour, task: str, request: Reque
                                               else "application/octet-stream")
     run = Run(id=secrets.token_hex(9)[:17], task=task, input=full_input, options=request.query,
               started_at=handler.state.clock(), status="RUNNING", output=output, content_type=content_type,
-              items=list(behaviour.items) if behaviour.items is not None else [echo],
+              items=list(behaviour.items) if behaviour.items is not None else default_items(),
               user_agent=_recorded_agent(handler, request.headers.get("User-Agent")), body_bytes=behaviour.body_bytes,
               generated_items=behaviour.generated_items, gzip=behaviour.gzip, long_line=behaviour.long_line,
               cost_usd=handler.state.script.account.cost_per_run_usd, charged_events=behaviour.charged_events,

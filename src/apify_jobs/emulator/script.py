@@ -28,7 +28,7 @@ class Behaviour:
     trickle: float | None = None
     fault_rate: float = 0.0
     sync_limit: float | None = None  # run-sync's 300 s, scaled down: a run longer than this gets a 408 and goes on
-    items: tuple[Any, ...] | None = None  # the run's dataset items (default: one, the echo)
+    items: tuple[Any, ...] | None = None  # the run's dataset items (default: 20 generated products)
     output: Any = _ECHO  # the run's OUTPUT record as JSON (default: the echo); `null` in the script: none
     generated_items: int | None = None  # a dataset of this many generated product items, streamed, never held
     gzip: bool = False  # generated datasets gzip-compressed to clients that accept it, as the platform does

@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import threading
 import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from apify_jobs.emulator.dataset_view import CONTENT_TYPES, UnsupportedFormat, render
 from apify_jobs.emulator.handler import Handler, Request, route
-
-CONTENT_TYPES = {"json": "application/json; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8",
-                 "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8",
-                 "xml": "application/xml; charset=utf-8", "rss": "application/rss+xml; charset=utf-8",
-                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
-
-
-def items_as(items: list[Any], format_: str) -> tuple[bytes, str]:
-    """Dataset items in a format of the items endpoint (json, jsonl, csv; others fall back to json)."""
-    content_type = CONTENT_TYPES.get(format_, CONTENT_TYPES["json"])
-    if format_ == "csv":
-        text = io.StringIO()
-        writer = csv.writer(text)
-        columns = list(dict.fromkeys(key for item in items if isinstance(item, dict) for key in item))
-        writer.writerow(columns)
-        for item in items:
-            row = item if isinstance(item, dict) else {}
-            writer.writerow([value if isinstance(value := row.get(column, ""), str) else json.dumps(value)
-                             for column in columns])
-        return text.getvalue().encode("utf-8"), content_type
-    if format_ == "jsonl":
-        return b"".join(json.dumps(i).encode() + b"\n" for i in items), content_type
-    return json.dumps(items, ensure_ascii=False).encode("utf-8"), CONTENT_TYPES["json"]
 
 
 def _product(index: int) -> bytes:
@@ -137,8 +112,17 @@ def dataset_items(handler: Handler, request: Request) -> None:
     if run.generated_items is not None:
         stream_generated(handler, run.generated_items, request.query, run.gzip, run.long_line)
         return
-    body, content_type = items_as(run.items, request.query.get("format", "json"))
-    handler.send(200, body, content_type)
+    send_items(handler, 200, run.items, request.query)
+
+
+def send_items(handler: Handler, status: int, items: list[Any], query: dict[str, str]) -> None:
+    """A run's dataset items as the query asks for them, or 400 for a format the emulator does not write."""
+    try:
+        body, content_type = render(items, query)
+    except UnsupportedFormat as exc:
+        handler.error(400, "invalid-parameter", str(exc))
+        return
+    handler.send(status, body, content_type)
 
 
 @route("GET", "/v2/actor-tasks/{task}/input")
