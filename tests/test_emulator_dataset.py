@@ -111,3 +111,40 @@ def test_xlsx_is_refused_with_what_to_do_and_no_file(cli, emulator, tmp_path: Pa
     code, jobs, out, _ = run(cli, tmp_path, "jobs:\n  - {name: x, task: me~shop, dataset: {format: xlsx}}\n")
     assert code == 1 and "xlsx" in jobs["x"]["error"]["message"] and server.state.per_task == {"me~shop": 1}
     assert not list(out.glob("x.*"))
+
+
+def test_a_byte_order_mark_asked_for_is_no_content_to_checks_or_expressions(cli, emulator, tmp_path: Path) -> None:
+    """`bom: true` starts JSON and JSONL with the mark too: the checks read past it, and so do expressions."""
+    server = emulator()
+    code, jobs, out, _ = run(cli, tmp_path, """
+        jobs:
+          - name: marked
+            task: me~shop
+            dataset: {bom: true, limit: 3}
+            expect: {minItems: 3, maxItems: 3, schema: {type: object, required: [url, price]}}
+          - {name: lines, task: me~shop, dataset: {format: jsonl, bom: true}, expect: {schema: {required: [url]}}}
+          - {name: next, task: me~next, needs: [marked], input: {first: "${{ needs.marked.output[0].title }}"}}
+        """)
+    assert code == 0, jobs
+    assert (out / "marked.json").read_bytes().startswith(b"\xef\xbb\xbf[")  # kept byte for byte
+    assert json.loads((out / "next.json").read_text())["input"] == {"first": "Product 1"}
+    assert server.state.per_task == {"me~shop": 2, "me~next": 1}
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 4])
+def test_the_mark_is_skipped_however_the_answer_is_cut(tmp_path: Path, cut: int) -> None:
+    from apify_jobs.outputs.expect import Check
+    from tests.helpers import make_job
+
+    body = b"\xef\xbb\xbf" + b"a,b\n1,2\n"
+    job = make_job(tmp_path, {"name": "c", "task": "me~t", "dataset": {"format": "csv"},
+                              "expect": {"minItems": 1, "maxItems": 1}})
+    check = Check(job, "text/csv")
+    for start in range(0, len(body), cut):
+        check.feed(body[start:start + cut])
+    assert check.finish() is None and check.items == 1
+    empty = Check(job, "text/csv")
+    empty.feed(b"\xef\xbb")
+    empty.feed(b"\xbf")
+    verdict = empty.finish()
+    assert verdict is not None and "empty" in verdict.message

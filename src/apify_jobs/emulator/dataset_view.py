@@ -106,8 +106,7 @@ def _csv(items: list[Any], query: dict[str, str]) -> str:
     for item in items:
         row = item if isinstance(item, dict) else {}
         writer.writerow([_text(row[c]) if c in row else "" for c in columns])
-    # the platform prefixes CSV with a byte-order mark unless told not to (`bom`)
-    return (_BOM if query.get("bom", "true").lower() in ("true", "1") else "") + text.getvalue()
+    return text.getvalue()
 
 
 def _xml(items: list[Any], query: dict[str, str], root: str, row: str) -> str:
@@ -146,4 +145,6 @@ def render(items: list[Any], query: dict[str, str]) -> tuple[bytes, str]:
         raise UnsupportedFormat("the emulator does not write xlsx: try format csv on the emulator")
     else:
         text, format_ = json.dumps(chosen, ensure_ascii=False), "json"
-    return text.encode("utf-8"), CONTENT_TYPES[format_]
+    # a byte-order mark starts CSV unless `bom` says no, and any other format when `bom` says so (the API's rule)
+    mark = query.get("bom", "true" if format_ == "csv" else "false").lower() in ("true", "1")
+    return (_BOM if mark else "").encode("utf-8") + text.encode("utf-8"), CONTENT_TYPES[format_]

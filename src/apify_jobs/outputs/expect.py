@@ -13,6 +13,7 @@ needs more, so a new check cannot be missed by the early stop.
 
 from __future__ import annotations
 
+import codecs
 import enum
 import logging
 from collections.abc import Callable, Iterator
@@ -29,6 +30,9 @@ SHOWN = 3  # violations named in the message; the rest are counted
 LIMIT_KEYS = ("maxDepth", "maxItemBytes")
 UNCHECKABLE = ("xlsx", "xml", "html", "rss")
 _JSON_TYPES = ("application/json",)
+# The items endpoints start CSV with a byte-order mark unless `bom: false`, any format with `bom: true`: it is
+# not content (a CSV of the mark alone has no records), and no reader sees it.
+_BOM = codecs.BOM_UTF8
 _JSONL_TYPES = ("application/jsonl", "application/x-ndjson", "application/x-jsonlines")
 
 
@@ -223,6 +227,8 @@ class Check:
         self._values_seen = 0
         self._reader = self._guarded(self._make_reader, limits, header)
         self._reading = self._reader is not None
+        self._head: bytes | None = b""  # the answer's first bytes, until they are known not to be a mark
+        self._marked = 0
 
     @property
     def items(self) -> int:
@@ -236,14 +242,24 @@ class Check:
 
     def feed(self, chunk: bytes) -> None:
         self.bytes += len(chunk)
-        if self._reading and self._reader is not None:
+        if self._head is not None:
+            chunk = self._head + chunk
+            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+                self._head = chunk
+                return
+            self._head = None
+            if chunk.startswith(_BOM):
+                chunk, self._marked = chunk[len(_BOM):], len(_BOM)
+        if self._reading and self._reader is not None and chunk:
             self._reading = bool(self._guarded(self._reader.feed, chunk))
 
     def finish(self) -> Verdict | None:
+        if self._head and self._reading and self._reader is not None:  # shorter than a mark: content after all
+            self._reading = bool(self._guarded(self._reader.feed, self._head))
         if self._reading and self._reader is not None:
             self._guarded(self._reader.end)
         reader = self._reader
-        seen = Seen(self.kind, self.content_type, self.bytes, self.items, self.dataset,
+        seen = Seen(self.kind, self.content_type, self.bytes - self._marked, self.items, self.dataset,
                     reader is not None and reader.was_list, reader.document_type if reader else None)
         unread = self._broken  # what could not be read cannot be judged further than its bytes
         for check in self._checks:

@@ -349,8 +349,7 @@ class CsvReader(Reader):
         self.first_only = first_only
         self._header = header
         self._delimiter = delimiter
-        # the platform starts CSV with a byte-order mark: it is no field (a BOM alone must not count as a record)
-        self._text = codecs.getincrementaldecoder("utf-8-sig")("replace")
+        self._text = codecs.getincrementaldecoder("utf-8")("replace")
         self._pending: list[str] = []  # the lines since the last whole record
         self._pending_size = 0
         self._open = ""  # the last line, not ended yet

@@ -8,6 +8,7 @@ with a message naming the job, the path and what was there; it is not sent.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -190,6 +191,7 @@ def _parse(destination: Destination, key: str, output: WrittenOutput, job: str, 
     except OSError as error:
         raise NeedsValueFailed(f"{job}: the output of {name} cannot be read ({error.strerror}); not sent") from None
     jsonl = path.endswith(".jsonl") or "jsonl" in (content_type or "") or "ndjson" in (content_type or "")
+    data = data.removeprefix(codecs.BOM_UTF8)  # the items endpoint's `bom: true` mark is not JSON
     try:
         if jsonl:
             return [json.loads(line) for line in data.splitlines() if line.strip()]
