@@ -4,8 +4,8 @@
 
 It starts the emulator (a separate process, fixed latency per benchmark), runs every benchmark and its
 baseline alternately N times, and prints medians, ratios and whether each goal holds, as a Markdown table
-(the README's). Machines here are
-shared and noisy: the ratios are the result, not the seconds. Exit status 1 if a goal does not hold.
+(docs/benchmarks.md's). Machines here are shared and noisy: the ratios are the result, not the seconds.
+Exit status 1 if a goal does not hold.
 """
 
 from __future__ import annotations

@@ -37,13 +37,20 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def _value(value: Any) -> str:
+    """A schema value as one would write it in a job file (JSON is YAML's flow style)."""
+    return "`" + json.dumps(value, ensure_ascii=False).replace("|", "\\|") + "`"
+
+
 def _table(properties: dict[str, Any], required: list[str], defs: dict[str, Any]) -> list[str]:
-    lines = ["| key | type | description |", "| --- | --- | --- |"]
+    lines = ["| key | type | default | example | description |", "| --- | --- | --- | --- | --- |"]
     for name, spec in properties.items():
         target = defs.get(spec["$ref"].rsplit("/", 1)[-1], {}) if "$ref" in spec else spec
         description = spec.get("description") or target.get("description", "")
         mark = " (required)" if name in required else ""
-        lines.append(f"| `{name}`{mark} | {_type_of(spec, defs)} | {_cell(description)} |")
+        default = _value(spec["default"]) if "default" in spec else "-"
+        example = _value(spec["examples"][0]) if spec.get("examples") else "-"
+        lines.append(f"| `{name}`{mark} | {_type_of(spec, defs)} | {default} | {example} | {_cell(description)} |")
     return lines
 
 
@@ -53,7 +60,7 @@ def job_file() -> str:
     root = schema()
     defs = root["$defs"]
     lines = [HEADER.format(source="jobs.schema.json") + "# Job-file reference", "",
-             "Every key a job file may hold, with its type and what it means. A value that is one whole "
+             "Every key a job file may hold, with its type, its default, an example and what it means. A value that is one whole "
              "`${{ … }}` may stand wherever a value goes in a job; it is checked once substituted.", "",
              "## The file", "", *_table(root["properties"], root.get("required", []), defs), ""]
     for name, spec in defs.items():
@@ -105,7 +112,70 @@ def errors() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-PAGES = {"reference/job-file.md": job_file, "reference/cli.md": cli, "reference/errors.md": errors}
+def _failure_classes() -> list[type]:
+    """Every job failure the tool can report, its registry's and its subsystems' alike, by name."""
+    from apify_jobs import failures
+    from apify_jobs.running import needs  # noqa: F401  (NeedsValueFailed)
+
+    found: list[type] = []
+    queue: list[type] = [failures.JobFailure]
+    while queue:
+        cls = queue.pop()
+        found.append(cls)
+        queue += cls.__subclasses__()
+    return sorted(found, key=lambda c: c.__name__)
+
+
+def _command_errors() -> list[type]:
+    from apify_jobs.errors import ApifyJobsError
+    from apify_jobs.running import merge, state  # noqa: F401  (StateError, MergeRefused)
+
+    return sorted(ApifyJobsError.__subclasses__(), key=lambda c: c.__name__)
+
+
+SKIPS = [
+    ("skipped", "a job it needs failed, was skipped or cancelled", "fix that job; `run --resume` then sends both"),
+    ("skipped", "another live process on this machine is running it into the same folder (\"running in process "
+     "N\")", "nothing: that process runs it; run again with `--resume` afterwards"),
+    ("skipped", "a fan-out over zero items", "nothing, if the list is rightly empty; else fix the job that makes it"),
+    ("budget", "it could have taken the run past `budget.maxTotalUsd` or `--max-cost-usd`",
+     "raise the budget, cap the jobs (`options.maxTotalChargeUsd`) so that more fit, or run them apart"),
+    ("cancelled", "`failFast` or `--fail-fast` after another job failed, or Ctrl-C/SIGTERM",
+     "run again with `--resume`: what succeeded is kept, runs left going are adopted"),
+]
+
+
+def troubleshooting() -> str:
+    lines = [HEADER.format(source="the failure classes' docstrings and `fix` attributes") + "# Troubleshooting", "",
+             "Every way a job can fail, as the summary and `report.json` (`error.type`) name it, with its cause "
+             "and what to do; then why a job may not run at all, and the errors that stop the command before "
+             "anything is sent. Whether each is retried is in the [error-type reference](reference/errors.md).",
+             "", "## A job failed", ""]
+    for cls in _failure_classes():
+        started = {True: "a run was started", False: "no run was started",
+                   None: "a run may have started: recovery looks for it before anything is sent again"}
+        facts = [started[cls.started_run]]
+        if cls.retry_class:
+            facts.append(f"retried when `retry.on` has `{cls.retry_class}`")
+        if cls.stops_batch:
+            facts.append("the rest of the batch is not sent")
+        cause = _cell(inspect.cleandoc(cls.__doc__ or "")).split(" Each class carries")[0]
+        shown = ("the API's own error type (`http-<status>` when it gives none)" if cls.error_type == "failed"
+                 else f"`{cls.error_type}`")
+        lines += [f"### {cls.__name__}", "", f"`error.type`: {shown}.", "", f"**Cause.** {cause}", "",
+                  f"**Fix.** {cls.fix}", "", f"*{'; '.join(facts).capitalize()}.*", ""]
+    lines += ["## A job did not run", "", "| status or `error.type` | why | what to do |", "| --- | --- | --- |"]
+    lines += [f"| `{kind}` | {why} | {fix} |" for kind, why, fix in SKIPS]
+    lines += ["", "## The command stopped with exit 2", "",
+              "Nothing was sent: the tool could already tell the run would fail.", ""]
+    for cls in _command_errors():
+        lines += [f"### {cls.__name__}", "", f"**Cause.** {_cell(inspect.getdoc(cls) or '')}", "",
+                  f"**Fix.** {cls.fix}", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+PAGES = {"reference/job-file.md": job_file, "reference/cli.md": cli, "reference/errors.md": errors,
+         "troubleshooting.md": troubleshooting}
 
 
 def main() -> int:

@@ -73,8 +73,8 @@ def test_the_action_validates_with_annotations_and_runs_with_a_summary(emulator,
     assert "## apify-jobs" in summary and "| a | succeeded | 1 |" in summary and "secret-token-123" not in summary
 
 
-def test_the_readme_shows_the_example_files_verbatim_and_they_use_what_exists() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_the_guide_shows_the_example_files_verbatim_and_they_use_what_exists() -> None:
+    readme = (REPO / "docs" / "guide" / "gitops.md").read_text()
     workflow = (REPO / "docs" / "examples" / "apify.yml").read_text()
     hooks = (REPO / "docs" / "examples" / "pre-commit-config.yaml").read_text()
     assert workflow in readme and hooks in readme

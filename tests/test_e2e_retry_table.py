@@ -1,4 +1,5 @@
-"""The README's retry table, row by row, over real sockets: the emulator counts what it received."""
+"""The retry table of the guide (docs/guide/retries.md), row by row, over real sockets: the emulator counts what
+it received."""
 
 from __future__ import annotations
 

@@ -22,17 +22,25 @@ class Problem:
 
 
 class ApifyJobsError(Exception):
-    """Base of every error the command line reports as one line (never a traceback)."""
+    """Base of every error the command line reports as one line (never a traceback). ``fix``: what to do
+    (docs/troubleshooting.md is generated from the docstrings and these)."""
 
     exit_code = 2
+    fix = "Read the line the command printed: it names what failed."
 
 
 class UsageError(ApifyJobsError):
-    """The command line itself is wrong (bad flag value, missing path, no token)."""
+    """The command line itself is wrong (bad flag value, missing path, no token), or a folder or report path
+    cannot be written: nothing was sent."""
+
+    fix = "Correct what the line names (`apify-jobs COMMAND --help` lists the options); set `APIFY_TOKEN` to run."
 
 
 class JobFileError(ApifyJobsError):
-    """One or more job files are invalid; carries every problem found."""
+    """One or more job files are invalid; carries every problem found (`file:line:column: message`)."""
+
+    fix = ("Fix each line's problem at its place; `apify-jobs validate` checks again without a token, and the "
+           "editor checks as you type with the schema (`apify-jobs schema`).")
 
     def __init__(self, problems: list[Problem]):
         self.problems = sorted(problems)
@@ -40,7 +48,7 @@ class JobFileError(ApifyJobsError):
 
 
 class ExitStatus(enum.IntEnum):
-    """What the command line exits with (as httpie's ExitStatus): the README lists them."""
+    """What the command line exits with (as httpie's ExitStatus): docs/guide/running.md lists them."""
 
     OK = 0
     FAILED = 1  # some job failed, was skipped or cancelled, or a report could not be written

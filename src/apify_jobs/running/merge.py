@@ -26,6 +26,9 @@ from apify_jobs.running.state import Invocation, State, StoredResult
 class MergeRefused(ApifyJobsError):
     """An input folder cannot be merged (damaged output, no state): nothing was written."""
 
+    fix = ("Download the shard's artifact again with its hidden files (`include-hidden-files: true`: the state "
+           "is in `.apify-jobs/`), or leave the damaged shard out and run its jobs again.")
+
 
 @dataclass
 class Merged:

@@ -31,6 +31,8 @@ FactsOf = Callable[[JobResult], RunFacts | None]  # a needed job's run (IDs, sto
 class NeedsValueFailed(JobFailure):
     """A value from a needed job could not be had: the job is not sent."""
 
+    fix = ("Fix the expression's path, or the needed job's output, as the message names them; or select and run "
+           "the needed job first. Nothing was sent.")
     error_type = "needs-value-failed"
     started_run = False  # decided before the request is built: nothing was sent
 
@@ -135,7 +137,7 @@ def describe_fan_out(job: Job) -> str:
 
 class _Shown(NeedsValues):
     def value(self, ref: Ref) -> Any:
-        return f"<from {ref.name}.{ref.field}{ref.path}>"
+        return f"<from {ref.name}{'[*]' * ref.group}.{ref.field}{ref.path}>"
 
 
 class _Runtime(NeedsValues):

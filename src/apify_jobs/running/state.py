@@ -43,7 +43,11 @@ FOREIGN_LEASE_SECONDS = 24 * 3600  # a lease held from another machine is truste
 
 
 class StateError(ApifyJobsError):
-    """The state cannot be opened or read: one line, exit 2, never a silent fresh start."""
+    """The state cannot be opened or read (damaged, or written by a newer apify-jobs), or can no longer be
+    written (a full disk): one line, exit 2, never a silent fresh start."""
+
+    fix = ("Free disk space, or upgrade apify-jobs to the version that wrote the state; to start afresh, move the "
+           "state folder (`<out-dir>/.apify-jobs/`) aside: without it, `--resume` knows of no earlier run.")
 
 
 def state_folder(out_dir: str, state_dir: str | None = None) -> str:
