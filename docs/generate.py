@@ -162,7 +162,8 @@ def troubleshooting() -> str:
         cause = _cell(inspect.cleandoc(cls.__doc__ or "")).split(" Each class carries")[0]
         shown = ("the API's own error type (`http-<status>` when it gives none)" if cls.error_type == "failed"
                  else f"`{cls.error_type}`")
-        lines += [f"### {cls.__name__}", "", f"`error.type`: {shown}.", "", f"**Cause.** {cause}", "",
+        heading = cls.__name__ if cls.error_type == "failed" else f"{cls.error_type} ({cls.__name__})"
+        lines += [f"### {heading}", "", f"`error.type`: {shown}.", "", f"**Cause.** {cause}", "",
                   f"**Fix.** {cls.fix}", "", f"*{'; '.join(facts).capitalize()}.*", ""]
     lines += ["## A job did not run", "", "| status or `error.type` | why | what to do |", "| --- | --- | --- |"]
     lines += [f"| `{kind}` | {why} | {fix} |" for kind, why, fix in SKIPS]
