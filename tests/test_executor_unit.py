@@ -209,3 +209,26 @@ def test_a_state_that_cannot_be_written_stops_the_batch_without_a_thread_traceba
     assert runner.started[0] == "a0" and len(runner.started) <= 2 and crashed == []
     assert isinstance(executor.journal_failure, StateError)
     assert all(r.status is Status.CANCELLED for r in results if r.name not in runner.started)
+
+
+def test_a_wide_batch_shortens_the_switch_interval_while_it_runs_and_only_then(tmp_path: Path) -> None:
+    """Hundreds of workers take the interpreter lock in turns of 0.2 ms, not 5 ms (bench/run.py --only wide:
+    1.30 -> 1.19 x ideal); a narrow batch keeps Python's own, and the setting is restored either way."""
+    import sys
+
+    from apify_jobs.running.executor import WIDE_SWITCH_INTERVAL, WIDE_WORKERS
+
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+
+    class Recording(FakeRunner):
+        def __call__(self, job: Job, context: RunContext) -> JobResult:
+            seen.append(sys.getswitchinterval())
+            return super().__call__(job, context)
+
+    wide = [{"name": f"w{i}"} for i in range(WIDE_WORKERS)]
+    execute(tmp_path, files(tmp_path, (wide, WIDE_WORKERS, False)), Recording(0))
+    assert {round(s, 6) for s in seen} == {WIDE_SWITCH_INTERVAL} and sys.getswitchinterval() == before
+    seen.clear()
+    execute(tmp_path, files(tmp_path, ([{"name": f"n{i}"} for i in range(8)], 8, False)), Recording(0))
+    assert set(seen) == {before} and sys.getswitchinterval() == before
