@@ -170,3 +170,25 @@ def test_a_gzip_served_dataset_is_saved_decoded_and_crosses_the_wire_compressed(
     assert code == 0 and packed.state.per_task == {"me~t": 1}
     assert (out / "a.json").read_bytes() == expected and jobs["a"]["output"]["bytes"] == len(expected)
     assert 0 < packed.state.stats()["streamedBytes"] < len(expected) / 5
+
+
+@pytest.fixture
+def settings():
+    """Run facts look again 1 s after a first look misses a run (the platform's listing lags here)."""
+    import dataclasses
+
+    from tests.conftest import QUICK
+
+    return dataclasses.replace(QUICK, look_again_after=1.0)
+
+
+def test_a_failed_expectation_names_its_paid_run_even_when_the_listing_lags(cli, emulator, tmp_path: Path) -> None:
+    """An output that arrived proves a run: the attempt stays "started" when its check fails, so the run facts
+    look again for it and the report names the run that was paid for (they gave up after one look before)."""
+    server = emulator({"tasks": {"me~t": {"items": ITEMS[:2]}}, "platform": {"listingDelay": 0.6}})
+    out = tmp_path / "out"
+    code, _, _ = cli("run", job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, dataset: {}, expect: {minItems: 3}}\n"),
+                     "--out-dir", out)
+    [entry] = read_report(out)["jobs"]
+    assert code == 1 and entry["error"]["type"] == "expectation-failed" and server.state.per_task == {"me~t": 1}
+    assert entry.get("runId") == server.state.runs[0].id

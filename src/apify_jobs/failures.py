@@ -174,6 +174,7 @@ class AuthFailed(JobFailure):
 
     fix = "Check `APIFY_TOKEN`: a token of the account that owns the tasks, or one that may run them."
     stops_batch = True
+    started_run = False  # the API checks the token before it starts anything
 
 
 class HttpFailure(JobFailure):
@@ -198,6 +199,7 @@ class FollowTimeout(JobFailure):
     fix = ("Raise `follow.maxWait` for runs this long. The run goes on and is billed: abort it in the console if it "
            "is not wanted.")
     error_type = "follow-timeout"
+    started_run = True  # the 408 said so, and the run was found
 
 
 class ExpectationFailed(JobFailure):
@@ -207,6 +209,7 @@ class ExpectationFailed(JobFailure):
     fix = ("Compare `<output>.rejected` with the last good output: fix the scraper, or the `expect` that is wrong. "
            "The next `run --resume` runs the job again (a failed expectation is never resumed).")
     error_type = "expectation-failed"
+    started_run = True  # its output arrived
 
     def __init__(self, message: str, violations: int):
         super().__init__(message)
@@ -219,6 +222,7 @@ class OutputFailure(JobFailure):
     fix = ("Free disk space, or fix the output path the message names; the report keeps the run's ID, whose output "
            "the console still has.")
     error_type = "output-failed"
+    started_run = True  # the answer arrived: its run is paid for
 
 
 class OutputCollision(OutputFailure):

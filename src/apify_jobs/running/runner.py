@@ -307,7 +307,8 @@ def _send(job: Job, request: RunRequest, context: RunContext, sent: Attempt, res
             context.attempts.claim(failed.run_id, sent)
         raise
     except JobFailure as failure:
-        sent.started_run = failure.started_run  # the failure's class knows (429: no run; a 5xx: nobody knows)
+        if sent.started_run is not True:  # an answer that arrived (a failed check, a full disk) stays proof
+            sent.started_run = failure.started_run  # the failure's class knows (429: no run; a 5xx: nobody knows)
         raise
 
 
