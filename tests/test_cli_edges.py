@@ -194,3 +194,14 @@ def test_version_and_validate_do_not_import_rich(tmp_path: Path) -> None:
                "run_name='__main__')\nexcept SystemExit:\n    pass\nprint('rich' in sys.modules)"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
         assert result.stdout.strip().endswith("False"), result.stdout + result.stderr
+
+
+def test_retry_on_capacity_is_accepted_and_said_to_change_nothing(cli, emulator, tmp_path: Path) -> None:
+    """Capacity refusals are admission now (they wait, up to capacity.maxWait): `on: [capacity]` from earlier
+    files still validates and runs, with a warning at its line."""
+    server = emulator()
+    path = job_file(tmp_path, "jobs:\n  - {name: a, task: me~t, retry: {on: [connection, capacity]}}\n")
+    code, _, err = cli("validate", path)
+    assert code == 0 and f"{path}:3:" in err and "retry.on: capacity changes nothing" in err  # after version: 1
+    code, _, _ = cli("run", path, "--out-dir", tmp_path / "out")
+    assert code == 0 and server.state.per_task == {"me~t": 1}

@@ -500,6 +500,10 @@ def _retry_keeps_connection(job: _Draft) -> Iterator[Finding]:
     if isinstance(retry_on, list) and "connection" not in retry_on:
         yield (job.origin("retry", "on") + ("retry", "on"), "retry.on leaves out connection: dropped connections "
                "will not be retried (nor their runs looked for); add it unless that is what you mean", True)
+    if isinstance(retry_on, list) and "capacity" in retry_on:
+        # still accepted (files written for earlier versions stay valid), but it no longer changes anything
+        yield (job.origin("retry", "on") + ("retry", "on"), "retry.on: capacity changes nothing: a start the "
+               "account refuses always waits for room, for at most capacity.maxWait (default 10m); remove it", True)
 
 
 _BUILD_NUMBER = re.compile(r"^\d+\.\d+\.\d+$")
