@@ -227,3 +227,23 @@ def test_abort_on_interrupt_with_nothing_running_says_so(emulator, tmp_path: Pat
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130 and server.state.per_task == {"me~t": 1}
     assert "no run is still going on the platform" in stderr and server.state.lookups_of("abort-run") == []
+
+
+@pytest.mark.slow  # ~8 s: the first run's look-ups back off as the real settings do
+def test_a_recovery_failed_job_is_adopted_by_the_next_run_not_sent_again(emulator, tmp_path: Path) -> None:
+    """Its run exists; only fetching its output failed. The next `run --resume` (another process, as in CI)
+    looks for it by identity and collects it: one POST for two invocations."""
+    from tests.conftest import run_process
+
+    server = emulator({"tasks": {"me~t": [{"drop": "after-start"}, {}]},
+                       "platform": {"failures": {"get-record": [503] * 5}}})
+    path = job_file(tmp_path, f"jobs:\n  - {{name: a, task: me~t, retry: {{{FAST}}}}}\n")
+    out = tmp_path / "out"
+    first = run_process("run", str(path), "--out-dir", str(out), "--no-run-facts")
+    assert first.returncode == 1 and jobs_by_name(read_report(out))["a"]["error"]["type"] == "recovery-failed"
+    assert server.state.per_task == {"me~t": 1} and len(server.state.lookups_of("get-record")) == 5
+    second = run_process("run", str(path), "--out-dir", str(out), "--resume", "--no-run-facts")
+    job = jobs_by_name(read_report(out))["a"]
+    assert second.returncode == 0, second.stderr
+    assert job["status"] == "succeeded" and server.state.per_task == {"me~t": 1}
+    assert job["recovery"]["runId"] == server.state.runs[0].id and (out / "a.json").exists()

@@ -187,9 +187,10 @@ class HttpFailure(JobFailure):
 class RecoveryFailed(JobFailure):
     """A run was adopted, but its state or output could not be fetched: never a reason to send it again."""
 
-    fix = ("The message names the run (or the candidate runs recovery could not tell apart) with console links: "
-           "fetch the output from the run by hand, or check the candidates. Run the job again only once you know "
-           "none of them is its run.")
+    fix = ("Run again with `--resume` once the platform answers: the attempt stays open, so the next run looks for "
+           "its run by identity and collects it instead of paying for another. The message names the run (or the "
+           "candidates recovery could not tell apart) with console links; to stop a run that is still going "
+           "instead, `apify-jobs abort` (the next run then sends the job anew).")
     error_type = "recovery-failed"
 
 

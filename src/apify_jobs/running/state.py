@@ -324,7 +324,7 @@ class State:
         with self._lock:
             self._write("DELETE FROM leases WHERE pid = ? AND host = ?", (self._pid, self._host))
             ended = [row[0] for row in self._db.execute(
-                "SELECT DISTINCT job FROM results WHERE invocation = ? AND status != 'cancelled'", (self.invocation,))]
+                f"SELECT DISTINCT job FROM results WHERE invocation = ? AND {_SETTLES}", (self.invocation,))]
         # The attempts of jobs that ended are settled: kept no longer (only a killed or interrupted run's stay).
         self._write_ahead_many("DELETE FROM attempts WHERE invocation = ? AND job = ?",
                                [(self.invocation, job) for job in ended])
@@ -429,7 +429,7 @@ class State:
         jobs = sorted({r[1] for r in rows})
         with self._lock:
             ended = dict(self._db.execute(
-                f"SELECT job, max(invocation) FROM results WHERE status != 'cancelled' AND job IN "
+                f"SELECT job, max(invocation) FROM results WHERE {_SETTLES} AND job IN "
                 f"({','.join('?' * len(jobs))}) GROUP BY job", jobs).fetchall())
         return [StoredAttempt(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows
                 if ended.get(r[1], -1) < r[8]]
@@ -629,6 +629,11 @@ class _Pending:
         self.done = threading.Event()
         self.failure: StateError | None = None
 
+
+# The results that settle a job's attempts (nothing will adopt their runs any more). Not a cancelled job's
+# (its runs may go on), nor a recovery-failed one's: its run exists, or may, and only its lookups failed, so
+# the next run looks for it again, by identity, instead of paying for another (`apify-jobs abort` settles it).
+_SETTLES = "status != 'cancelled' AND coalesce(error_type, '') != 'recovery-failed'"
 
 class _GroupCommit:
     """Group commit without a committer thread: the first thread to arrive leads, commits whatever waits (its
