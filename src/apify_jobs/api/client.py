@@ -302,7 +302,7 @@ class ApiClient:
     def _prepare(self, method: str, url: str, headers: dict[str, str], data: bytes | None) -> requests.PreparedRequest:
         """The request `Session.request` would send (the session's headers under this request's, the bearer
         auth), sent straight to the adapter: the session's per-request merging of cookies, hooks, params and the
-        environment does nothing here (none is used, the environment is read once) and cost ~0.3 ms a request
+        environment does nothing here (none is used, the environment is read once) and cost ~0.1 ms of CPU a request
         (requests 2.34 checks runtime Protocols on every merged setting). Redirects are never followed, so the
         session's redirect handling is not needed either."""
         prepared = requests.PreparedRequest()

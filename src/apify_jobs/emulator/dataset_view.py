@@ -4,6 +4,7 @@ parameters mean on the emulator what they mean on the platform."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -15,7 +16,6 @@ CONTENT_TYPES = {"json": "application/json; charset=utf-8", "jsonl": "applicatio
                  "xml": "application/xml; charset=utf-8", "rss": "application/rss+xml; charset=utf-8",
                  "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 DEFAULT_ITEMS = 20  # the default dataset: enough for a first `expect: {minItems: …}` to pass
-_BOM = "\ufeff"
 
 
 class UnsupportedFormat(ValueError):
@@ -109,7 +109,7 @@ def _csv(items: list[Any], query: dict[str, str]) -> str:
     return text.getvalue()
 
 
-def _xml(items: list[Any], query: dict[str, str], root: str, row: str) -> str:
+def _xml(items: list[Any], root: str, row: str) -> str:
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', f"<{root}>"]
     for item in items:
         fields = item.items() if isinstance(item, dict) else [("value", item)]
@@ -136,9 +136,9 @@ def render(items: list[Any], query: dict[str, str]) -> tuple[bytes, str]:
     elif format_ == "jsonl":
         text = "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in chosen)
     elif format_ == "xml":
-        text = _xml(chosen, query, query.get("xmlRoot") or "items", query.get("xmlRow") or "item")
+        text = _xml(chosen, query.get("xmlRoot") or "items", query.get("xmlRow") or "item")
     elif format_ == "rss":
-        text = _xml(chosen, query, "rss", "item")
+        text = _xml(chosen, "rss", "item")
     elif format_ == "html":
         text = _html(chosen, query)
     elif format_ == "xlsx":
@@ -147,4 +147,4 @@ def render(items: list[Any], query: dict[str, str]) -> tuple[bytes, str]:
         text, format_ = json.dumps(chosen, ensure_ascii=False), "json"
     # a byte-order mark starts CSV unless `bom` says no, and any other format when `bom` says so (the API's rule)
     mark = query.get("bom", "true" if format_ == "csv" else "false").lower() in ("true", "1")
-    return (_BOM if mark else "").encode("utf-8") + text.encode("utf-8"), CONTENT_TYPES[format_]
+    return (codecs.BOM_UTF8 if mark else b"") + text.encode("utf-8"), CONTENT_TYPES[format_]
