@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,38 @@ def test_a_recovery_failed_job_is_adopted_by_the_next_run_not_sent_again(emulato
     assert second.returncode == 0, second.stderr
     assert job["status"] == "succeeded" and server.state.per_task == {"me~t": 1}
     assert job["recovery"]["runId"] == server.state.runs[0].id and (out / "a.json").exists()
+
+
+def test_run_facts_ask_a_page_sized_to_the_batch_and_page_on_when_others_started_runs_since(
+        cli, emulator, tmp_path: Path, monkeypatch) -> None:
+    """A task with a long history: the facts look-up asks for the batch's attempts and a margin, not a full page
+    of 1,000 runs; runs others started since push ours past that page, and the next, full, page finds them."""
+    from apify_jobs.running import run_facts
+
+    server = emulator({})
+    history = job_file(tmp_path, "jobs:\n" + "".join(f"  - {{name: h{i}, task: me~t, input: {{i: {i}}}}}\n"
+                                                      for i in range(30)), "history.yaml")
+    assert cli("run", history, "--out-dir", tmp_path / "history")[0] == 0
+    server.state.lookups.clear()
+    code, jobs, _, _ = run(cli, tmp_path, "jobs:\n  - {name: a, task: me~t}\n  - {name: b, task: me~t}\n")
+    [listing] = server.state.lookups_of("list-runs")
+    assert code == 0 and listing["query"]["limit"] == str(2 + run_facts.FIRST_PAGE_SLACK)
+    assert all(jobs[name]["runId"] for name in "ab") and len(server.state.run_sync_requests()) == 32
+
+    # Others start runs of the task between the batch and its look-up: 5 more than the first page's margin.
+    monkeypatch.setattr(run_facts, "FIRST_PAGE_SLACK", 3)
+    original = run_facts.find_runs
+
+    def others_first(*args, **kwargs):
+        for i in range(8):  # another team's runs of the task, started after ours
+            request = urllib.request.Request(f"{server.url}/v2/actor-tasks/me~t/run-sync", data=json.dumps({"o": i}).encode(),
+                                             headers={"Content-Type": "application/json"}, method="POST")
+            urllib.request.urlopen(request).close()
+        server.state.lookups.clear()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run_facts, "find_runs", others_first)
+    code, jobs, _, _ = run(cli, tmp_path, "jobs:\n  - {name: c, task: me~t}\n  - {name: d, task: me~t}\n")
+    limits = [(look["query"]["offset"], look["query"]["limit"]) for look in server.state.lookups_of("list-runs")]
+    assert code == 0 and all(jobs[name]["runId"] for name in "cd")
+    assert limits == [("0", "5"), ("5", str(run_facts.PAGE))]

@@ -167,3 +167,25 @@ def test_a_secret_cut_in_two_by_an_expectation_message_leaks_no_part(cli, emulat
     assert "expectation" in message and "\u2026" in message  # the violation was cut
     for text in channels:
         assert secret[:8] not in text and SHORT_SECRET not in text and "tail-of-the" not in text
+
+
+@pytest.mark.parametrize("secret", ["1", "true", "e", ":"])
+def test_a_short_secret_is_masked_in_values_and_never_breaks_the_state_or_the_report(
+        cli, emulator, tmp_path: Path, monkeypatch, secret: str) -> None:
+    """A secret as short as a digit, `true` or a letter: masking the finished JSON text (`"attempts": 1`,
+    `true`, every `e`) made the report invalid JSON and the state "damaged" for every later run. Values are
+    masked before they are serialized; the text that results is never masked again."""
+    server = emulator()
+    monkeypatch.setenv("PIN", secret)
+    path = job_file(tmp_path, 'jobs:\n  - {name: a, task: me~t, input: {pin: "${{ secrets.PIN }}", n: 1}}\n')
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run reads the state the first one wrote
+        code, _, stderr = cli("run", path, "--out-dir", out, "--resume")
+        assert code == 0, stderr
+    report = json.loads((out / "report.json").read_text())
+    [job] = report["jobs"]
+    assert job["status"] == "succeeded" and job["attempts"] == 1 and job["resumed"] is True
+    assert len(server.state.run_sync_requests()) == 1
+    code, _, stderr = cli("report", "--out-dir", out, "--report", tmp_path / "again.json")
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "again.json").read_text())["jobs"][0]["status"] == "succeeded"

@@ -131,3 +131,24 @@ def test_gzip_is_decoded_a_bounded_chunk_at_a_time_and_a_cut_stream_is_refused()
     list(gunzip.feed(bomb[: len(bomb) // 2]))
     with pytest.raises(zlib.error):
         gunzip.finish()
+
+
+@pytest.mark.parametrize(("method", "url", "data", "headers"), [
+    ("POST", URL + "?memory=1024&webhooks=W3siYSI6MX1d", b'{"q":"caf\xc3\xa9"}', None),
+    ("POST", URL, b"{}", {"User-Agent": "apify-jobs/9 (+0123456789abcdef0123456789abcdef)"}),
+    ("GET", "https://api.apify.com/v2/actor-tasks/me~t/runs?offset=0&limit=103&desc=true", None, None),
+    ("POST", "https://api.apify.com/v2/actor-runs/abc/abort", None, None),
+    ("GET", "https://api.apify.com/v2/key-value-stores/k/records/a b", None, None),  # not quoted: prepared in full
+    ("GET", "https://bücher.example/v2/datasets/d/items", None, None),  # an IDN host: prepared in full
+])
+def test_requests_are_sent_as_session_request_would_prepare_them(method, url, data, headers) -> None:
+    """The client prepares its own requests (no per-request session merging); what goes out must be exactly what
+    `Session.request` would have sent: method, URL, headers (with the token) and body."""
+    client = ApiClient("secret-token")
+    ours = client._prepare(method, url, headers, data)
+    session = requests.Session()
+    session.auth = client._session.auth
+    theirs = session.prepare_request(requests.Request(method, url, data=data,
+                                                      headers={**client._headers, **(headers or {})}))
+    assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
+    assert dict(ours.headers) == dict(theirs.headers)

@@ -67,3 +67,41 @@ def test_the_streamed_report_is_the_document_with_one_job_a_line(recorded) -> No
         [job["name"] for job in document["jobs"]]
     empty = json.loads("".join(report.json_text(ReportOf([]))))
     assert empty["jobs"] == [] and empty["totals"]["jobs"] == 0
+
+
+def test_a_group_commit_leader_commits_once_then_hands_over_to_those_who_arrived_meanwhile() -> None:
+    """A write-ahead leader must not go on committing for threads arriving after it (its POST waits meanwhile):
+    it commits what waits, returns, and the first thread that arrived during its commit leads the next one."""
+    import threading
+
+    first_commit_started, others_arrived = threading.Event(), threading.Event()
+    commits: list[tuple[str, list[int]]] = []
+
+    def commit(rows: list[tuple[int]]) -> None:
+        commits.append((threading.current_thread().name, sorted(r[0] for r in rows)))
+        if len(commits) == 1:
+            first_commit_started.set()
+            assert others_arrived.wait(10)
+
+    group = state_module._GroupCommit(commit, "test")
+    returned: list[str] = []
+
+    def submit(number: int) -> None:
+        group.submit([(number,)])
+        returned.append(threading.current_thread().name)
+
+    leader = threading.Thread(target=submit, args=(0,), name="leader")
+    leader.start()
+    assert first_commit_started.wait(10)
+    followers = [threading.Thread(target=submit, args=(n,), name=f"follower-{n}") for n in (1, 2, 3)]
+    for follower in followers:
+        follower.start()
+    # each has queued its rows (under the group's lock) once the lock is free and three rows wait
+    while len(group._waiting) < 3:
+        threading.Event().wait(0.001)
+    others_arrived.set()
+    for thread in [leader, *followers]:
+        thread.join(10)
+    assert commits[0] == ("leader", [0])
+    assert len(commits) == 2 and commits[1][0].startswith("follower-") and commits[1][1] == [1, 2, 3]
+    assert sorted(returned) == ["follower-1", "follower-2", "follower-3", "leader"]

@@ -303,10 +303,29 @@ def resumed_from(text: str, shown: str, key: str, from_run: int | None = None) -
     return json.dumps(entry, ensure_ascii=False), written, entry.get("fromRun")
 
 
+# Identifiers the tool or the platform made, never a secret, that --resume and the report's links stand on: a short
+# secret masked inside an output's sha256 or a run ID would make a finished job look unfinished (sent again).
+_NOT_MASKED = ("status", "startedAt", "finishedAt", "attemptIds", "runId", "runStatus", "defaultDatasetId",
+               "defaultKeyValueStoreId", "consoleUrl", "buildNumber", "fromRun")
+_NOT_MASKED_INSIDE = {"output": ("sha256", "key", "path"), "rejected": ("sha256", "key", "path"),
+                      "request": ("inputSha256", "endpoint")}
+
+
 def to_json(result: JobResult, mask: Callable[[Any], Any] | None = None) -> str:
-    """A record as JSON; ``mask`` (a Redactor's `values`) masks every string before it is serialized."""
+    """A record as JSON; ``mask`` (a Redactor's `values`) masks every string before it is serialized, but for
+    the identifiers above. The JSON text is never masked afterwards: a secret as short as `1` or `true` masked
+    in it made it invalid (a report that did not parse, a state "damaged" for every later run)."""
     entry = result.to_dict()
-    return json.dumps(entry if mask is None else mask(entry), ensure_ascii=False)
+    if mask is not None:
+        masked = mask(entry)
+        for key in _NOT_MASKED:
+            if key in entry:
+                masked[key] = entry[key]
+        for outer, keys in _NOT_MASKED_INSIDE.items():
+            if isinstance(entry.get(outer), dict):
+                masked[outer].update((key, entry[outer][key]) for key in keys if key in entry[outer])
+        entry = masked
+    return json.dumps(entry, ensure_ascii=False)
 
 
 def from_json(text: str, version: int = RECORD_VERSION) -> JobResult:

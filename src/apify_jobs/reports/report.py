@@ -160,12 +160,13 @@ def _head(of: ReportOf) -> dict[str, Any]:
 def json_text(of: ReportOf) -> Iterator[str]:
     """report.json in pieces, redacted, one job per line: its memory stays flat whatever the number of jobs."""
     redact = of.redactor
-    head = json.dumps(_head(of), indent=2, ensure_ascii=False)
-    yield redact(head.removesuffix("\n}") + ',\n  "jobs": [')
+    # Values masked before they are serialized, never the JSON text (a short secret masked in it broke it).
+    head = json.dumps(redact.values(_head(of)), indent=2, ensure_ascii=False)
+    yield head.removesuffix("\n}") + ',\n  "jobs": ['
     separator = "\n    "
-    stored = getattr(of.entries, "as_json", None)  # the state's records are JSON already
+    stored = getattr(of.entries, "as_json", None)  # the state's records are JSON already, masked when written
     for text in stored() if stored is not None else (to_json(record, redact.values) for record in of.entries):
-        yield redact(separator + text)
+        yield separator + text
         separator = ",\n    "
     yield ("]" if separator == "\n    " else "\n  ]") + "\n}\n"
 

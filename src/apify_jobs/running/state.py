@@ -313,14 +313,14 @@ class State:
         cursor = self._write(
             "INSERT INTO invocations (started_at, version, command, selection, files, pid, host) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (now(), __version__, self._redact(json.dumps(sys.argv)), json.dumps(selection), json.dumps(files), self._pid,
+            (now(), __version__, json.dumps(self._redact.values(sys.argv)), json.dumps(selection), json.dumps(files), self._pid,
              self._host))
         self.invocation = int(cursor.lastrowid or 0)
         return self.invocation
 
     def finish(self, interrupted: bool, extra: dict[str, Any] | None = None) -> None:
         self._write("UPDATE invocations SET finished_at = ?, interrupted = ?, extra = ? WHERE id = ?",
-                    (now(), int(interrupted), self._redact(json.dumps(extra or {})), self.invocation))
+                    (now(), int(interrupted), json.dumps(self._redact.values(extra or {})), self.invocation))
         with self._lock:
             self._write("DELETE FROM leases WHERE pid = ? AND host = ?", (self._pid, self._host))
             ended = [row[0] for row in self._db.execute(
@@ -467,7 +467,7 @@ class State:
         return (self.invocation, seq, result.name, request_key(result), result.status.value,
                 result.error.type if result.error else None, int(result.resumed),
                 output.path if output else None, output.sha256 if output else None, result.finished_at,
-                self._redact(text), RECORD_VERSION, output.key if output else None)
+                text, RECORD_VERSION, output.key if output else None)
 
     def _commit(self, rows: list[tuple[Any, ...]]) -> None:
         with self._lock:
@@ -489,7 +489,7 @@ class State:
                 with self._transaction():
                     self._db.executemany(
                         "UPDATE results SET entry = ?, record_version = ? WHERE invocation = ? AND job = ? "
-                        "AND resumed = 0", ((self._redact(to_json(r, self._redact.values)), RECORD_VERSION,
+                        "AND resumed = 0", ((to_json(r, self._redact.values), RECORD_VERSION,
                                              self.invocation, r.name)
                                          for r in results))
             except sqlite3.DatabaseError as exc:
@@ -620,13 +620,16 @@ class StoredEntries:
 
 
 class _Pending:
-    """Rows waiting for a committer, and what became of them."""
+    """Rows waiting for a committer, and what became of them: ``wake`` is set once they are committed, or once
+    their thread is to lead the next commit."""
 
-    __slots__ = ("rows", "done", "failure")
+    __slots__ = ("rows", "wake", "leads", "committed", "failure")
 
     def __init__(self, rows: list[tuple[Any, ...]]):
         self.rows = rows
-        self.done = threading.Event()
+        self.wake = threading.Event()
+        self.leads = False
+        self.committed = False
         self.failure: StateError | None = None
 
 
@@ -637,9 +640,12 @@ _SETTLES = "status != 'cancelled' AND coalesce(error_type, '') != 'recovery-fail
 
 class _GroupCommit:
     """Group commit without a committer thread: the first thread to arrive leads, commits whatever waits (its
-    own rows and those that arrived meanwhile) in one transaction, and wakes each waiting thread once; it
-    goes on while rows keep arriving. A thread alone commits its own rows with no hand-off to another
-    thread; 256 at once share a few transactions. ``submit`` returns once its rows are committed."""
+    own rows and those that arrived meanwhile) in one transaction and wakes those threads; if more rows arrived
+    during that commit, their first thread leads the next one. A thread commits at most once for others and
+    returns as soon as its own rows are in: a leader that went on while rows kept arriving held its own job
+    back (a write-ahead leader's POST waited for the attempts of every job starting after it: 5 ms median,
+    15 ms at p90, 50 jobs at once). A thread alone commits its own rows with no hand-off; 256 at once share
+    a few transactions. ``submit`` returns once its rows are committed."""
 
     def __init__(self, commit: Callable[[list[tuple[Any, ...]]], None], name: str):
         self._commit = commit
@@ -652,31 +658,35 @@ class _GroupCommit:
         pending = _Pending(rows)
         with self._lock:
             self._waiting.append(pending)
-            lead = not self._leading
-            self._leading = True
-        if lead:
+            if not self._leading:
+                self._leading = pending.leads = True
+        if not pending.leads:
+            pending.wake.wait()
+        if not pending.committed:  # woken to lead: its rows are in the batch it commits
             self._lead()
-        pending.done.wait()
         if pending.failure is not None:
             raise pending.failure
 
     def _lead(self) -> None:
-        while True:
-            with self._lock:
-                batch, self._waiting = self._waiting, []
-                if not batch:
-                    self._leading = False
-                    return
-            failure: StateError | None = None
-            try:
-                self._commit([row for pending in batch for row in pending.rows])
-            except StateError as exc:
-                failure = exc
-            except BaseException as exc:  # never leave followers waiting: they fail with it
-                failure = StateError(f"the state could not be written: {type(exc).__name__}: {exc}")
-            for pending in batch:
-                pending.failure = failure
-                pending.done.set()
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        failure: StateError | None = None
+        try:
+            self._commit([row for pending in batch for row in pending.rows])
+        except StateError as exc:
+            failure = exc
+        except BaseException as exc:  # never leave followers waiting: they fail with it
+            failure = StateError(f"the state could not be written: {type(exc).__name__}: {exc}")
+        for pending in batch:
+            pending.failure, pending.committed = failure, True
+            pending.wake.set()
+        with self._lock:
+            if self._waiting:  # arrived during the commit: the first of them leads the next one
+                successor = self._waiting[0]
+                successor.leads = True
+                successor.wake.set()
+            else:
+                self._leading = False
 
     def close(self) -> None:
         """Nothing runs between submits: every submit returned once its rows were committed."""
