@@ -307,7 +307,7 @@ def resumed_from(text: str, shown: str, key: str, from_run: int | None = None) -
 # secret masked inside an output's sha256 or a run ID would make a finished job look unfinished (sent again).
 _NOT_MASKED = ("status", "startedAt", "finishedAt", "attemptIds", "runId", "runStatus", "defaultDatasetId",
                "defaultKeyValueStoreId", "consoleUrl", "buildNumber", "fromRun")
-_NOT_MASKED_INSIDE = {"output": ("sha256", "key", "path"), "rejected": ("sha256", "key", "path"),
+_NOT_MASKED_INSIDE: dict[str, tuple[str, ...]] = {"output": ("sha256", "key", "path"), "rejected": ("sha256", "key", "path"),
                       "request": ("inputSha256", "endpoint")}
 
 
@@ -317,15 +317,15 @@ def to_json(result: JobResult, mask: Callable[[Any], Any] | None = None) -> str:
     in it made it invalid (a report that did not parse, a state "damaged" for every later run)."""
     entry = result.to_dict()
     if mask is not None:
-        masked = mask(entry)
-        for key in _NOT_MASKED:
-            if key in entry:
-                masked[key] = entry[key]
-        for outer, keys in _NOT_MASKED_INSIDE.items():
-            if isinstance(entry.get(outer), dict):
-                masked[outer].update((key, entry[outer][key]) for key in keys if key in entry[outer])
-        entry = masked
+        entry = {key: value if key in _NOT_MASKED else _masked(value, mask, _NOT_MASKED_INSIDE.get(key, ()))
+                 for key, value in entry.items()}
     return json.dumps(entry, ensure_ascii=False)
+
+
+def _masked(value: Any, mask: Callable[[Any], Any], keep: tuple[str, ...]) -> Any:
+    if not keep or not isinstance(value, dict):
+        return mask(value)
+    return {key: item if key in keep else mask(item) for key, item in value.items()}
 
 
 def from_json(text: str, version: int = RECORD_VERSION) -> JobResult:

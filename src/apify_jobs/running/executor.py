@@ -8,6 +8,7 @@ instead of waiting for them (daemon threads do not hold the process open).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import queue
 import signal
@@ -105,7 +106,7 @@ class Executor:
         self._stopped_files: set[int] = set()
         self._stop_all: str | None = None
         self._work_queue: queue.SimpleQueue[Planned | None] = queue.SimpleQueue()
-        self._pending: list[Planned] = []
+        self._pending: collections.deque[Planned] = collections.deque()  # in plan order
         self._by_name: dict[str, Planned] = {}
         self.journal_failure: Exception | None = None  # the state could not record a result: the batch stopped
         self.interrupted = False
@@ -146,7 +147,7 @@ class Executor:
                    for number in range(count)]
         for worker in workers:
             worker.start()
-        self._pending = [entry for entry in self.plan.entries if entry.result is None]
+        self._pending = collections.deque(entry for entry in self.plan.entries if entry.result is None)
         resumed = [(entry.seq, entry.result) for entry in self.plan.entries if entry.result is not None]
         self._journal.record_all(resumed)
         for _, result in resumed:
@@ -173,13 +174,13 @@ class Executor:
 
     # Called with self._changed held; each call looks only at the jobs not yet started or decided.
     def _start_ready(self, by_name: dict[str, Planned]) -> None:
-        waiting: list[Planned] = []
-        for index, entry in enumerate(self._pending):
+        pending, waiting = self._pending, []
+        while pending:
             if not self._stop_all and self._no_slot_left():
-                # Nothing more can start until a job ends: what is left waits, unlooked at (looking at all of
-                # 20,000 waiting jobs each time one ends made large batches quadratic).
-                waiting.extend(self._pending[index:])
+                # Nothing more can start until a job ends: what is left waits, unlooked at and uncopied (looking
+                # at, or copying, all of 20,000 waiting jobs each time one ends made large batches quadratic).
                 break
+            entry = pending.popleft()
             job = entry.job
             if self._stop_all or entry.file_index in self._stopped_files:
                 reason = self._stop_all or "an earlier job of this file failed and failFast is on"
@@ -222,7 +223,7 @@ class Executor:
             self._running_per_file[entry.file_index] += 1
             self.progress.start(job.name)
             self._work_queue.put(entry)
-        self._pending = waiting
+        pending.extendleft(reversed(waiting))  # the jobs looked at that wait, ahead of the rest, in plan order
 
     def _expand(self, entry: Planned, by_name: dict[str, Planned]) -> list[Planned]:
         """A fan-out's jobs take its place (and the place it had in other jobs' needs); those to run are returned."""
@@ -297,7 +298,7 @@ class Executor:
                 # The next job starts from here, not after the main thread wakes up to start it: that hand-off
                 # left ~9 % of the slots idle, 256 jobs wide.
                 self._start_ready(self._by_name)
-            self._changed.notify_all()
+            self._wake_if_needed()
         if not keep:
             return  # _abandon() records it as cancelled
         try:
@@ -309,8 +310,17 @@ class Executor:
                 self._recording.discard(entry.seq)
                 entry.result = result
                 self.context.finished[entry.job.name] = result
-                self._changed.notify_all()
+                if not self.interrupted:
+                    self._start_ready(self._by_name)  # the jobs that needed this one, here too
+                self._wake_if_needed()
         self.progress.finish(result)
+
+    def _wake_if_needed(self) -> None:
+        """Wake the main thread only when it has something to do (the batch is over, or an interrupt waits for
+        the jobs to end): woken after every job, one at a time, it cost two GIL hand-offs a job for nothing (the
+        workers start what can start)."""
+        if self.interrupted or (not self._pending and self._running == 0 and not self._recording):
+            self._changed.notify_all()
 
     def _stop_after(self, entry: Planned, result: JobResult) -> None:
         if result.status is not Status.FAILED:
