@@ -283,3 +283,44 @@ def test_run_facts_ask_a_page_sized_to_the_batch_and_page_on_when_others_started
     limits = [(look["query"]["offset"], look["query"]["limit"]) for look in server.state.lookups_of("list-runs")]
     assert code == 0 and all(jobs[name]["runId"] for name in "cd")
     assert limits == [("0", "5"), ("5", str(run_facts.PAGE))]
+
+
+def test_the_runs_of_several_tasks_are_looked_up_at_once() -> None:
+    """One listing per task, several at a time: 4 tasks whose listings take 0.2 s each are found in about one
+    listing's time, not four."""
+    import threading
+
+    from apify_jobs.api.identity import Attempt
+    from apify_jobs.running import run_facts
+
+    lock, at_once, most = threading.Lock(), [0], [0]
+
+    class Listing:
+        def __init__(self, task: str):
+            self.headers: dict[str, str] = {}
+            self.items = [{"id": f"run-{task}", "status": "SUCCEEDED",
+                           "meta": {"userAgent": f"apify-jobs/1 (+{task.rjust(32, '0')})"}}]
+
+        def __enter__(self):
+            with lock:
+                at_once[0] += 1
+                most[0] = max(most[0], at_once[0])
+            time.sleep(0.2)
+            return self
+
+        def __exit__(self, *exc):
+            with lock:
+                at_once[0] -= 1
+
+        def json(self):
+            return {"data": {"items": self.items}}
+
+    class Client:
+        def list_runs(self, task, **_):
+            return Listing(task)
+
+    attempts = [Attempt(f"{i}".rjust(32, "0"), f"job{i}", f"{i}", 1, started_run=True) for i in range(4)]
+    began = time.monotonic()
+    found = run_facts.find_runs(Client(), attempts, threading.Event(), QUICK)
+    assert {a: f.run_id for a, f in found.items()} == {a.id: f"run-{a.task}" for a in attempts}
+    assert most[0] == 4 and time.monotonic() - began < 0.6

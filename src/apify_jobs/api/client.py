@@ -46,6 +46,7 @@ USER_AGENT = f"apify-jobs/{__version__}"
 # A URL of only the characters RFC 3986 allows unescaped (and escapes): what this module builds with quote() and
 # urlencode() from a plain base URL. Anything else (a space, a non-ASCII host) goes through requests' preparation.
 _PLAIN_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+LOOKUPS = 4  # look-ups (GETs) that may be under way at once beside the jobs' POSTs
 LOOKUP_TIMEOUTS = HttpTimeouts(connect=10.0, read=90.0)  # GETs: waitForFinish holds one open for at most 60 s
 
 
@@ -273,7 +274,9 @@ class ApiClient:
     def __init__(self, token: str | None, pool_size: int = 10, base_url: str = DEFAULT_BASE_URL):
         self.base_url = base_url.rstrip("/")
         self._session = requests.Session()
-        adapter = self._adapter = _KeepaliveAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
+        # At least LOOKUPS connections kept: the run facts of a batch over several tasks are looked up at once.
+        adapter = self._adapter = _KeepaliveAdapter(pool_connections=4, pool_maxsize=max(pool_size, LOOKUPS),
+                                                    max_retries=0)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.auth = _BearerAuth(token)

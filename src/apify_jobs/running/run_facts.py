@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
-from apify_jobs.api.client import ApiClient
+from apify_jobs.api.client import LOOKUPS, ApiClient
 from apify_jobs.api.identity import Attempt, Attempts, attempt_id_of, platform_now, started_at, window_start
 from apify_jobs.api.recovery import TERMINAL
 from apify_jobs.api.retry import call_patiently
@@ -36,21 +36,35 @@ PRELIMINARY_FOR = timedelta(seconds=10)  # "wait about 10 seconds" for stable co
 def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.Event, settings: Settings = DEFAULT,
               look_again_after: float | None = None) -> dict[str, RunFacts]:
     """Each attempt's run (by attempt ID), looked up in its task's listing; attempts that started none are
-    simply absent. Only the facts are kept of each listed run (20,000 listed runs are ~30 MB as dicts)."""
-    found: dict[str, RunFacts] = {}
+    simply absent. Only the facts are kept of each listed run (20,000 listed runs are ~30 MB as dicts). The
+    tasks are looked up at once, LOOKUPS at a time: one after another, a batch over 7 tasks waited for
+    7 listings in a row (28 ms of 1.42 s against the emulator; each is 0.1-0.3 s from the platform)."""
     by_task: dict[tuple[str, bool], list[Attempt]] = defaultdict(list)
     for attempt in attempts:
         by_task[(attempt.task, attempt.actor)].append(attempt)
-    for (task, actor), of_task in by_task.items():
+
+    def of_task(item: tuple[tuple[str, bool], list[Attempt]]) -> dict[str, RunFacts]:
+        (task, actor), wanted = item
+        found: dict[str, RunFacts] = {}
         for look in range(2):
-            _look(client, task, actor, [a for a in of_task if a.id not in found], found, cancelled,
+            _look(client, task, actor, [a for a in wanted if a.id not in found], found, cancelled,
                   settings.lookup_policy,
                   timedelta(seconds=settings.cost_settle) if settings.cost_settle > 0 else PRELIMINARY_FOR)
-            certain = [a for a in of_task if a.id not in found and a.started_run]
+            certain = [a for a in wanted if a.id not in found and a.started_run]
             pause = settings.look_again_after if look_again_after is None else look_again_after
             if not certain or look or cancelled.wait(pause):
                 break
-    return found
+        return found
+
+    tasks = list(by_task.items())
+    if len(tasks) <= 1:
+        per_task = [of_task(item) for item in tasks]
+    else:
+        from concurrent.futures import ThreadPoolExecutor  # only for a batch over several tasks
+
+        with ThreadPoolExecutor(max_workers=min(len(tasks), LOOKUPS), thread_name_prefix="facts") as pool:
+            per_task = list(pool.map(of_task, tasks))  # the first failure is raised, as one after another
+    return {attempt: facts for found in per_task for attempt, facts in found.items()}
 
 
 def _look(client: ApiClient, task: str, actor: bool, wanted: list[Attempt], found: dict[str, RunFacts],
