@@ -213,3 +213,30 @@ def test_the_files_own_keys_are_never_substituted_so_an_expression_there_is_refu
     code, out, err = cli("validate", path)
     assert code == 2 and f"{path}:2:14: concurrency: must be a whole number" in out + err
     assert "memory" not in out + err  # a job's value is judged once substituted
+
+
+def test_a_state_that_cannot_lease_a_fan_outs_jobs_stops_the_batch_in_one_line(cli, emulator, tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    """A fan-out expands in a worker thread once its list ran: a state that cannot take its jobs' leases (a
+    full disk) stops the batch, nothing of the fan-out is sent, and `run` says so in one line (raised there,
+    it ended the worker's thread and the batch never ended)."""
+    import threading
+
+    from apify_jobs.running.state import State, StateError
+
+    crashed: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+    calls = []
+    original = State.take_leases
+
+    def full_at_the_fan_out(self, jobs):
+        calls.append(jobs)
+        if len(calls) > 1:  # the plan's leases were taken; the fan-out's are not
+            raise StateError("cannot write the state: database or disk is full")
+        return original(self, jobs)
+
+    monkeypatch.setattr(State, "take_leases", full_at_the_fan_out)
+    server = emulator()
+    code, _, err = cli("run", REPO / "jobs" / "map-reduce.yaml", "--out-dir", tmp_path / "out")
+    assert code != 0 and "database or disk is full" in err and "Traceback" not in err and crashed == []
+    assert server.state.per_task == {"janedoe~shop-categories": 1}

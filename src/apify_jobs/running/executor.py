@@ -258,11 +258,15 @@ class Executor:
         self.progress.total += len(children) - 1
         # Leased before anything is decided of them, as the plan's jobs are (two processes expanding one
         # fan-out into one folder run each child once).
-        self._journal.take_leases([child.job.name for child in children])
-        for child in children:
-            earlier = self.context.resume_check(child.job) if self.context.resume_check else None
-            if earlier is not None:
-                self._decide(child, earlier)
+        try:
+            self._journal.take_leases([child.job.name for child in children])
+            for child in children:
+                earlier = self.context.resume_check(child.job) if self.context.resume_check else None
+                if earlier is not None:
+                    self._decide(child, earlier)
+        except Exception as exc:  # a state that cannot be written: the batch stops, as for a result (a worker
+            self.journal_failure = self.journal_failure or exc  # expands too: raised, it ended the thread)
+            self._stop_all = self._stop_all or f"not sent: the state could not lease the jobs of {template.name}"
         return [child for child in children if child.result is None]
 
     def _no_slot_left(self) -> bool:
