@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from xml.etree import ElementTree
 from pathlib import Path
 
 import pytest
@@ -179,9 +181,16 @@ def test_a_short_secret_is_masked_in_values_and_never_breaks_the_state_or_the_re
     monkeypatch.setenv("PIN", secret)
     path = job_file(tmp_path, 'jobs:\n  - {name: a, task: me~t, input: {pin: "${{ secrets.PIN }}", n: 1}}\n')
     out = tmp_path / "out"
+    pages = [tmp_path / "report.html", tmp_path / "summary.md", tmp_path / "junit.xml"]
     for _ in range(2):  # the second run reads the state the first one wrote
-        code, _, stderr = cli("run", path, "--out-dir", out, "--resume")
+        code, _, stderr = cli("run", path, "--out-dir", out, "--resume", "--html", pages[0], "--markdown", pages[1],
+                              "--junit", pages[2])
         assert code == 0, stderr
+    page, summary = pages[0].read_text(), pages[1].read_text()
+    assert re.search(r"</?[a-z0-9]*\[redacted\]", page) is None and page.rstrip().endswith("</html>")  # markup whole
+    assert 'class="resumed"' in page  # the tool's own words are not masked
+    assert "| job | status | tries | output / error | run |" in summary
+    ElementTree.parse(pages[2])
     report = json.loads((out / "report.json").read_text())
     [job] = report["jobs"]
     assert job["status"] == "succeeded" and job["attempts"] == 1 and job["resumed"] is True

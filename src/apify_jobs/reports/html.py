@@ -40,6 +40,11 @@ def _inert(redact: Callable[[str], str]) -> Text:
     return lambda value: html.escape(redact(str(value)), quote=True)
 
 
+def _plain(value: object) -> str:
+    """The tool's own words (statuses, CSS classes) and the platform's identifiers: escaped, never masked."""
+    return html.escape(str(value), quote=True)
+
+
 def _ordered(records: list[JobResult]) -> list[JobResult]:
     return sorted(records, key=lambda r: (ORDER.get(r.status.value, 4), _time(r.started_at) or math.inf))
 
@@ -183,15 +188,16 @@ def _table(jobs: list[JobResult], folder: str, _text: Text) -> str:
         if reused:
             detail += f' <em class="origin">({_text(origin_text(record))})</em>'
         # The run's ID, with its console address to copy: the page links only to files below it (no scheme).
-        run = (f'<span class="run" title="{_text(record.run.console_url)}">{_text(record.run.run_id)}</span>'
+        # Identifiers the platform made are not masked (as in report.json): escaped only.
+        run = (f'<span class="run" title="{_plain(record.run.console_url)}">{_plain(record.run.run_id)}</span>'
                if record.run else "")
         seconds = f"{record.duration_ms / 1000:.1f} s" if record.duration_ms is not None and not record.resumed else "-"
         items = record.output.items if record.output is not None and record.output.items is not None else ""
         cost = f"${record.run.usage_total_usd:.4f}" if record.run and record.run.usage_total_usd is not None \
             and reused not in ("resumed", "refetched") else ""
-        rows.append(f'<tr class="{_text(reused or "ran")}"><td>{_text(record.name)}</td>'
-                    f'<td class="status" style="color:{COLOURS.get(status, "#222")}">{_text(status)}'
-                    f'{_text(f" ({reused})") if reused else ""}</td>'
+        rows.append(f'<tr class="{_plain(reused or "ran")}"><td>{_text(record.name)}</td>'
+                    f'<td class="status" style="color:{COLOURS.get(status, "#222")}">{_plain(status)}'
+                    f'{_plain(f" ({reused})") if reused else ""}</td>'
                     f"<td>{'-' if reused else record.attempts}</td><td>{seconds}</td><td class=\"num\">{items}</td>"
                     f'<td class="num">{cost}</td><td>{detail}</td><td>{run}</td></tr>')
     rows.append("</table>")

@@ -95,8 +95,10 @@ def write_html(of: ReportOf, path: str) -> None:
     from apify_jobs.reports.html import render  # only with --html
     from apify_jobs.reports.report import build
 
+    # Every value in the page was masked, then escaped (html._inert); the page is never masked as text (a secret
+    # as short as `1` or `div` masked in it broke its markup).
     page = render(build(of), os.path.dirname(os.path.abspath(path)))
-    write_file_whole(path, of.redactor(page).encode("utf-8"))
+    write_file_whole(path, page.encode("utf-8"))
 
 
 def markdown(of: ReportOf) -> str:
@@ -130,7 +132,7 @@ def append_markdown(of: ReportOf, path: str) -> None:
 
     try:
         with open(path, "a", encoding="utf-8") as stream:
-            stream.write(of.redactor(markdown(of)))
+            stream.write(markdown(of))  # its values masked, then escaped; never the table as text
     except OSError as failure:
         raise OutputFailure(f"cannot write {path}: {failure.strerror or failure}") from None
 
