@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from xml.etree import ElementTree
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
