@@ -307,8 +307,9 @@ def resumed_from(text: str, shown: str, key: str, from_run: int | None = None) -
 # secret masked inside an output's sha256 or a run ID would make a finished job look unfinished (sent again).
 _NOT_MASKED = ("status", "startedAt", "finishedAt", "attemptIds", "runId", "runStatus", "defaultDatasetId",
                "defaultKeyValueStoreId", "consoleUrl", "buildNumber", "fromRun")
-_NOT_MASKED_INSIDE: dict[str, tuple[str, ...]] = {"output": ("sha256", "key", "path"), "rejected": ("sha256", "key", "path"),
-                      "request": ("inputSha256", "endpoint")}
+_NOT_MASKED_INSIDE: dict[str, tuple[str, ...]] = {"output": ("sha256", "key", "path"),
+                                                  "rejected": ("sha256", "key", "path"),
+                                                  "request": ("inputSha256", "endpoint")}
 
 
 def to_json(result: JobResult, mask: Callable[[Any], Any] | None = None) -> str:

@@ -90,8 +90,7 @@ class _BearerAuth(requests.auth.AuthBase):
         self._token = token
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        if self._token:
-            request.headers["Authorization"] = f"Bearer {self._token}"
+        request.headers.update(self.headers_for({}))
         return request
 
     def headers_for(self, headers: Mapping[str, str]) -> dict[str, str]:
@@ -279,7 +278,7 @@ class ApiClient:
                                                     max_retries=0)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
-        self._session.auth = _BearerAuth(token)
+        auth = self._session.auth = _BearerAuth(token)
         # The environment is read once, not on every request (that cost ~0.2 ms a request): proxies
         # (HTTPS_PROXY, NO_PROXY) and CA certificates (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE,
         # SSL_CERT_DIR) still apply; ~/.netrc never does, so nothing can replace the bearer token. TLS
@@ -295,7 +294,7 @@ class ApiClient:
         # What `Session.request` would send under this request's own headers: the session's defaults, then ours,
         # then the bearer token (merged once, not on every request).
         session_headers = {name: str(value) for name, value in self._session.headers.items()}
-        self._sent_headers = _BearerAuth(token).headers_for({**session_headers, **self._headers})
+        self._sent_headers = auth.headers_for({**session_headers, **self._headers})
 
     def close(self) -> None:
         self._session.close()

@@ -313,8 +313,8 @@ class State:
         cursor = self._write(
             "INSERT INTO invocations (started_at, version, command, selection, files, pid, host) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (now(), __version__, json.dumps(self._redact.values(sys.argv)), json.dumps(selection), json.dumps(files), self._pid,
-             self._host))
+            (now(), __version__, json.dumps(self._redact.values(sys.argv)), json.dumps(selection), json.dumps(files),
+             self._pid, self._host))
         self.invocation = int(cursor.lastrowid or 0)
         return self.invocation
 
@@ -637,6 +637,7 @@ class _Pending:
 # (its runs may go on), nor a recovery-failed one's: its run exists, or may, and only its lookups failed, so
 # the next run looks for it again, by identity, instead of paying for another (`apify-jobs abort` settles it).
 _SETTLES = "status != 'cancelled' AND coalesce(error_type, '') != 'recovery-failed'"
+
 
 class _GroupCommit:
     """Group commit without a committer thread: the first thread to arrive leads, commits whatever waits (its
