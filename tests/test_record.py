@@ -140,3 +140,22 @@ def test_the_html_report_escapes_every_field_and_links_only_to_files(tmp_path: P
     page = render(build(ReportOf([hostile, failed])), str(tmp_path))
     assert "<b>x</b>" not in page and "<img" not in page and "&lt;b&gt;" in page
     assert 'href="./javascript%3Aalert%28document.domain%29.json"' in page and 'href="javascript:' not in page
+
+
+def test_what_the_platform_sent_is_masked_in_a_record_and_the_tools_own_identifiers_are_not() -> None:
+    """A server may echo a secret in a run's ID or link: masked. A short secret inside an output's sha256 or
+    file name (what --resume stands on) is chance, not a leak: kept, or the finished job would look unfinished."""
+    from apify_jobs.redaction import Redactor
+
+    redactor = Redactor()
+    redactor.register("s3cret-token-value")
+    redactor.register("ab")
+    output = WrittenOutput("out/ab.json", 3, "ab" * 32, "application/json", "ab.json")
+    result = JobResult("ab", "me~t", "f.yaml", "run-sync", {}, "ab" * 32, Status.SUCCEEDED, 1, output=output,
+                       run=RunFacts("s3cret-token-value", "SUCCEEDED", dataset_id="ds-s3cret-token-value"),
+                       attempt_ids=["ab" * 16])
+    entry = json.loads(to_json(result, redactor.values))
+    assert "s3cret-token-value" not in json.dumps(entry) and entry["runId"] == "[redacted]"
+    assert entry["output"]["sha256"] == "ab" * 32 and entry["output"]["key"] == "ab.json"
+    assert entry["request"]["inputSha256"] == "ab" * 32 and entry["attemptIds"] == ["ab" * 16]
+    assert entry["name"] == "[redacted]"  # a name is the user's text: masked

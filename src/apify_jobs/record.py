@@ -303,10 +303,10 @@ def resumed_from(text: str, shown: str, key: str, from_run: int | None = None) -
     return json.dumps(entry, ensure_ascii=False), written, entry.get("fromRun")
 
 
-# Identifiers the tool or the platform made, never a secret, that --resume and the report's links stand on: a short
-# secret masked inside an output's sha256 or a run ID would make a finished job look unfinished (sent again).
-_NOT_MASKED = ("status", "startedAt", "finishedAt", "attemptIds", "runId", "runStatus", "defaultDatasetId",
-               "defaultKeyValueStoreId", "consoleUrl", "buildNumber", "fromRun")
+# Identifiers the tool itself made, never a secret, that --resume stands on: a short secret masked inside an
+# output's sha256 or file name would make a finished job look unfinished (sent again). What the platform sent
+# (run and storage IDs, links, statuses) is masked like any text from outside: a server may echo a secret.
+_NOT_MASKED = ("status", "startedAt", "finishedAt", "attemptIds", "fromRun")
 _NOT_MASKED_INSIDE: dict[str, tuple[str, ...]] = {"output": ("sha256", "key", "path"),
                                                   "rejected": ("sha256", "key", "path"),
                                                   "request": ("inputSha256", "endpoint")}

@@ -41,7 +41,7 @@ def _inert(redact: Callable[[str], str]) -> Text:
 
 
 def _plain(value: object) -> str:
-    """The tool's own words (statuses, CSS classes) and the platform's identifiers: escaped, never masked."""
+    """The tool's own words (statuses, CSS classes): escaped, never masked."""
     return html.escape(str(value), quote=True)
 
 
@@ -188,8 +188,7 @@ def _table(jobs: list[JobResult], folder: str, _text: Text) -> str:
         if reused:
             detail += f' <em class="origin">({_text(origin_text(record))})</em>'
         # The run's ID, with its console address to copy: the page links only to files below it (no scheme).
-        # Identifiers the platform made are not masked (as in report.json): escaped only.
-        run = (f'<span class="run" title="{_plain(record.run.console_url)}">{_plain(record.run.run_id)}</span>'
+        run = (f'<span class="run" title="{_text(record.run.console_url)}">{_text(record.run.run_id)}</span>'
                if record.run else "")
         seconds = f"{record.duration_ms / 1000:.1f} s" if record.duration_ms is not None and not record.resumed else "-"
         items = record.output.items if record.output is not None and record.output.items is not None else ""
