@@ -129,3 +129,97 @@ def test_a_folder_with_thousands_of_files(tmp_path: Path) -> None:
         code = main(["validate", str(tmp_path)])
     assert code == 2
     assert stderr.getvalue().splitlines()[0].startswith(f"{tmp_path / 'job0999.yaml'}:3:")
+
+
+# --- the fast schema gate (jsonschema-rs) never lets through what jsonschema refuses -------------------------
+
+def _schema_words() -> list[str]:
+    """Every property name the schema knows, so that mutations reach its rules, not only `additionalProperties`."""
+    from apify_jobs.jobfile.schema import schema
+
+    words: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            words.update(k for k in node.get("properties", {}) if isinstance(node.get("properties"), dict))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(schema())
+    return sorted(words)
+
+
+WORDS = _schema_words()
+# Values near the schema's edges: patterns with a final newline (Python's `$` matches before it, Rust's not),
+# whole numbers as floats, booleans where numbers go, huge and non-finite numbers, expressions.
+EDGES = ["abc\n", "me~t\n", "1h\n", "30s", "0s", "application/json\n", "https://x", "${{ vars.x }}", "", " ",
+         1.0, 0, -1, 2**70, float("inf"), float("nan"), True, False, None, 300, 301, 9.5, [], {}, ["a"]]
+SCALARS = st.one_of(st.sampled_from(EDGES), st.integers(), st.floats(), st.text(max_size=6), st.booleans(), st.none())
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(WORDS) | st.text(max_size=4), inner, max_size=3)),
+    max_leaves=6)
+
+
+@st.composite
+def mutated_document(draw: st.DrawFn) -> object:
+    """An example job file, loaded, with a few values somewhere in it replaced or added."""
+    import copy
+
+    from apify_jobs.jobfile.yaml_loader import load_bytes
+
+    data = copy.deepcopy(load_bytes(draw(st.sampled_from(EXAMPLES)), "x.yaml").data)
+    for _ in range(draw(st.integers(1, 3))):
+        node = data
+        while isinstance(node, (dict, list)) and node and draw(st.booleans()):
+            child = node[draw(st.sampled_from(sorted(node, key=str)))] if isinstance(node, dict) \
+                else node[draw(st.integers(0, len(node) - 1))]
+            if not isinstance(child, (dict, list)):
+                break
+            node = child
+        if isinstance(node, dict):
+            node[draw(st.sampled_from(WORDS) if draw(st.booleans()) else st.sampled_from(sorted(node) or WORDS))] = \
+                draw(VALUES)
+        elif isinstance(node, list) and node:
+            node[draw(st.integers(0, len(node) - 1))] = draw(VALUES)
+    return data
+
+
+def fits(value: object, ref: str | None = None) -> bool:
+    """jsonschema-rs's verdict, as the gate takes it (a value it cannot take does not fit)."""
+    from apify_jobs.jobfile import schema
+
+    try:
+        return bool(schema._gate(ref).is_valid(value))
+    except Exception:
+        return False
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_document())
+def test_what_the_fast_gate_lets_through_jsonschema_lets_through(data: object) -> None:
+    from apify_jobs.jobfile import schema
+
+    if fits(data):
+        assert not list(schema._validator().iter_errors(data))
+    for job in data.get("jobs", []) if isinstance(data, dict) and isinstance(data.get("jobs"), list) else []:
+        if fits(job, "#/$defs/job"):
+            assert not list(schema._validator("#/$defs/job").iter_errors(job))
+
+
+def test_the_fast_gate_takes_every_example_and_refuses_what_jsonschema_refuses() -> None:
+    from apify_jobs.jobfile import schema
+    from apify_jobs.jobfile.yaml_loader import load_bytes
+
+    for example in EXAMPLES:  # valid files pass without jsonschema (the point of the gate)
+        assert fits(load_bytes(example, "x.yaml").data)
+    job = {"name": "a", "task": "me~t"}
+    assert fits(job, "#/$defs/job")
+    for bad in ({**job, "nmae": "b"}, {**job, "options": {"memory": "1"}}, {**job, 1: "x"}):
+        assert not fits(bad, "#/$defs/job")
+        assert list(schema._validator("#/$defs/job").iter_errors(bad))
+    # Where only jsonschema-rs refuses (a pattern's `$` before a final newline), its errors are the answer.
+    for odd in ({**job, "name": "a\n"}, {**job, "task": "me~t\n"}):
+        assert not fits(odd, "#/$defs/job") and not list(schema._validator("#/$defs/job").iter_errors(odd))
+        assert [e.validator for e in schema._errors(odd, "#/$defs/job")] == ["pattern"]

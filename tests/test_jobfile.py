@@ -57,6 +57,24 @@ def test_wrong_option_value_fails_at_its_line(write, option: str, bad: str, mess
     assert found[0].startswith(f"{path}:8:") and message in found[0], found
 
 
+def test_a_name_or_task_with_a_final_newline_is_refused(write) -> None:
+    # JSON Schema's patterns are ECMA-262's, whose `$` does not match before a final newline (Python's does:
+    # this job file passed, and its output would have been `a<newline>.json`).
+    path = write("j.yaml", """
+        version: 1
+        jobs:
+          - name: "a\\n"
+            task: me~t
+          - name: b
+            task: "me~t\\n"
+        """)
+    found = problems(path)
+    assert len(found) == 2, found
+    assert found[0].startswith(f"{path}:3:11: jobs[0].name: ") and "must start with a letter or digit" in found[0]
+    assert found[1].startswith(f"{path}:6:11: jobs[1] (b).task: ") and "must be an ID or owner~name" in found[1]
+    assert all("\n" not in line for line in found), found
+
+
 def test_every_problem_of_every_file_is_reported(write) -> None:
     one = write("a/one.yaml", """
         version: 1
