@@ -47,6 +47,25 @@ def test_a_link_out_of_the_folder_is_refused_before_anything_is_written(tmp_path
     assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
+def test_a_link_at_the_output_name_is_replaced_never_written_through(tmp_path: Path, monkeypatch) -> None:
+    """The folder an output lands in is resolved once (realpath's lstats, each a hand-off of the interpreter lock,
+    ran for every output); the output's own name is not followed: the rename replaces a link there."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "elsewhere").write_bytes(b"not ours")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "out" / "a.json")
+    folder = LocalFolder(str(tmp_path / "out"))
+    resolved: list[str] = []
+    realpath = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda path, **kw: resolved.append(path) or realpath(path, **kw))
+    for name in ("a", "b", "c"):
+        with folder.open(make_job(tmp_path, {"name": name, "task": "me~t", "output": f"{name}.json"}), None) as writer:
+            writer.write(b"ours")
+            writer.commit()
+    assert (tmp_path / "elsewhere").read_bytes() == b"not ours"
+    assert not (tmp_path / "out" / "a.json").is_symlink() and (tmp_path / "out" / "a.json").read_bytes() == b"ours"
+    assert len(resolved) <= 2, resolved  # the output folder, and the folder the outputs land in: once each
+
+
 def test_cancel_removes_what_is_being_written_and_refuses_the_commit(tmp_path: Path) -> None:
     folder = LocalFolder(str(tmp_path / "out"))
     job = make_job(tmp_path, {"name": "a", "task": "me~t"})

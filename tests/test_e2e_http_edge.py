@@ -8,6 +8,7 @@ import base64
 import gzip
 import hashlib
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -191,6 +192,26 @@ def test_the_ca_from_the_environment_is_trusted(cli, tls_server, tmp_path: Path,
     monkeypatch.setenv(variable, cert)
     code, jobs, out, _ = run(cli, tmp_path)
     assert code == 0 and server.posts == 1 and (out / "a.json").read_bytes() == OUTPUT
+
+
+def test_the_ca_bundle_is_looked_at_once_not_on_every_request(cli, tls_server, tmp_path: Path, monkeypatch) -> None:
+    """requests stats the CA bundle on every request (twice over https); each stat lets go of the interpreter
+    lock, which 50 jobs at once pay for in latency. It is looked at when the client is made, and trusted."""
+    server, cert = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    looked: list[str] = []
+    stat = os.stat
+
+    def counting(path, *args, **kwargs):
+        if str(path) == cert:
+            looked.append(str(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting)
+    jobs = "".join(f"  - {{name: j{i}, task: me~t, {FAST}}}\n" for i in range(6))
+    code, report, _, _ = run(cli, tmp_path, jobs, "--concurrency", "2")
+    assert code == 0 and server.posts == 6 and all(entry["status"] == "succeeded" for entry in report.values())
+    assert len(looked) <= 4, looked  # two checks that it exists, and the client once (6 requests: 20 before)
 
 
 def test_a_ca_path_that_does_not_exist_is_exit_2_before_sending(cli, tls_server, tmp_path: Path, monkeypatch) -> None:

@@ -324,3 +324,24 @@ def test_the_runs_of_several_tasks_are_looked_up_at_once() -> None:
     found = run_facts.find_runs(Client(), attempts, threading.Event(), QUICK)
     assert {a: f.run_id for a, f in found.items()} == {a.id: f"run-{a.task}" for a in attempts}
     assert most[0] == 4 and time.monotonic() - began < 0.6
+
+
+def test_attempt_ids_are_128_random_bits_never_repeated_by_a_forked_child() -> None:
+    """IDs come from a generator seeded once from the system's randomness (no system call before each POST);
+    a child made by fork reseeds, so it cannot repeat its parent's next IDs."""
+    import os
+
+    from apify_jobs.api.identity import new_attempt_id
+
+    ids = [new_attempt_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        os.write(writer, new_attempt_id().encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    from_child = os.read(reader, 64).decode()
+    os.close(reader)
+    assert re.fullmatch(r"[0-9a-f]{32}", from_child) and from_child != new_attempt_id()

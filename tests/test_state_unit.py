@@ -105,3 +105,54 @@ def test_a_group_commit_leader_commits_once_then_hands_over_to_those_who_arrived
     assert commits[0] == ("leader", [0])
     assert len(commits) == 2 and commits[1][0].startswith("follower-") and commits[1][1] == [1, 2, 3]
     assert sorted(returned) == ["follower-1", "follower-2", "follower-3", "leader"]
+
+
+@pytest.mark.parametrize("count", [1, 3, state_module.ROWS_A_STATEMENT, state_module.ROWS_A_STATEMENT + 5])
+def test_attempts_committed_together_are_all_in_flight_in_one_statement_or_one_transaction(tmp_path: Path,
+                                                                                             count: int) -> None:
+    """Up to ROWS_A_STATEMENT attempts go in as one INSERT (no BEGIN and COMMIT around it), more in one
+    transaction; either way every one is there, open, with what it was written with."""
+    state = State(str(tmp_path / "out"))
+    try:
+        state.begin({}, [])
+        statements: list[str] = []
+        state._ahead_db.set_trace_callback(statements.append)
+        rows = [(f"attempt-{n}", f"job{n}", "key", state.invocation, 1, "me~t", 0, 1.0 + n, 4242, "elsewhere")
+                for n in range(count)]
+        state._commit_attempts(rows)
+        state._ahead_db.set_trace_callback(None)
+        inserts = [s for s in statements if s.startswith("INSERT")]
+        if count <= state_module.ROWS_A_STATEMENT:
+            assert len(statements) == 1 and len(inserts) == 1
+        else:
+            assert statements[0].startswith("BEGIN") and statements[-1] == "COMMIT" and len(inserts) == 2
+        stored = sorted((a.id, a.job, a.sent_at) for a in state.in_flight())
+        assert stored == sorted((f"attempt-{n}", f"job{n}", 1.0 + n) for n in range(count))
+    finally:
+        state.close()
+
+
+def test_results_committed_together_release_their_leases_in_the_same_transaction(tmp_path: Path) -> None:
+    """More results than one INSERT takes (13 parameters a row): every one stored, every lease released, and the
+    whole group in one transaction (a kill between cannot leave a released lease without its result)."""
+    state = record(tmp_path, 0)
+    try:
+        names = [f"job{n}" for n in range(200)]
+        state.take_leases(names)
+        assert state._db.execute("SELECT count(*) FROM leases").fetchone()[0] == 200
+        statements: list[str] = []
+        state._db.set_trace_callback(statements.append)
+        results = []
+        for seq, name in enumerate(names):
+            job = make_job(tmp_path, {"name": name, "task": "me~t"})
+            result = new_result(job, build_request(job))
+            result.status = Status.SUCCEEDED
+            results.append((seq, result))
+        state.record_all(results)
+        state._db.set_trace_callback(None)
+        assert statements[0].startswith("BEGIN") and statements[-1] == "COMMIT"
+        assert sum(s.startswith("INSERT") for s in statements) == 3  # 76 rows a statement
+        assert state._db.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
+        assert sorted(r.name for r in state.entries(str(state.invocation))[1]) == sorted(names)
+    finally:
+        state.close()

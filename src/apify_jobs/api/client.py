@@ -15,7 +15,7 @@ import time
 import zlib
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -24,6 +24,7 @@ import requests.utils
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from apify_jobs import __version__
 from apify_jobs.api.failures import ERROR_BODY_LIMIT, classify, drop_reason, transport_failure
@@ -245,6 +246,32 @@ def _keepalive_options() -> list[tuple[int, int, int]]:
 
 
 class _KeepaliveAdapter(HTTPAdapter):
+    def __init__(self, ca: str | None, **kwargs: Any):
+        # requests looks at the CA bundle on the disk on every request (one stat for plain http with a bundle
+        # set, two for https): each a hand-off of the interpreter lock, ~2 ms of a job's time with 50 jobs at
+        # once. Looked at once here, and passed on as requests would.
+        self._ca = ca or DEFAULT_CA_BUNDLE_PATH
+        self._ca_key = "ca_cert_dir" if os.path.isdir(self._ca) else "ca_certs"
+        self._ca_found = os.path.exists(self._ca)
+        super().__init__(**kwargs)
+
+    def build_connection_pool_key_attributes(self, request: requests.PreparedRequest, verify: bool | str,
+                                             cert: Any = None) -> Any:
+        host, pool = super().build_connection_pool_key_attributes(request, bool(verify), cert)
+        if isinstance(verify, str):
+            cast(dict[str, Any], pool)[self._ca_key] = verify
+        return host, pool
+
+    def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
+        """As requests does it, from what was looked at once (no client certificate is ever sent)."""
+        if url[:5].lower() != "https" or not verify:
+            conn.cert_reqs, conn.ca_certs, conn.ca_cert_dir = "CERT_NONE", None, None
+            return
+        if not self._ca_found:
+            raise OSError(f"Could not find a suitable TLS CA certificate bundle, invalid path: {self._ca}")
+        conn.cert_reqs = "CERT_REQUIRED"
+        setattr(conn, self._ca_key, self._ca)
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["socket_options"] = _keepalive_options()
         super().init_poolmanager(*args, **kwargs)
@@ -274,8 +301,9 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self._session = requests.Session()
         # At least LOOKUPS connections kept: the run facts of a batch over several tasks are looked up at once.
-        adapter = self._adapter = _KeepaliveAdapter(pool_connections=4, pool_maxsize=max(pool_size, LOOKUPS),
-                                                    max_retries=0)
+        ca = ca_setting(os.environ)
+        adapter = self._adapter = _KeepaliveAdapter(ca[1] if ca else None, pool_connections=4,
+                                                    pool_maxsize=max(pool_size, LOOKUPS), max_retries=0)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         auth = self._session.auth = _BearerAuth(token)
@@ -286,7 +314,6 @@ class ApiClient:
         self._session.trust_env = False
         if not is_loopback(urlsplit(base_url).hostname or ""):  # the emulator is never behind a proxy
             self._session.proxies.update(requests.utils.get_environ_proxies(base_url))
-        ca = ca_setting(os.environ)
         self._verify: bool | str = ca[1] if ca else True
         self._session.verify = self._verify
         self._proxy = self._session.proxies.get("https" if base_url.startswith("https") else "http")
