@@ -65,7 +65,7 @@ class _Strict:
 
 
 def _errors(value: Any, ref: str | None = None) -> list[Any]:
-    """The schema's errors of ``value``. None, at once, when jsonschema-rs says it fits: ~0.2 ms for 200 jobs,
+    """The schema's errors of ``value``. No errors, at once, when jsonschema-rs says it fits: ~0.2 ms for 200 jobs,
     where importing jsonschema and validating with it took ~60 ms of every `run` before its first request.
     Otherwise jsonschema's, which explain best. Where jsonschema finds none and jsonschema-rs did, those: JSON
     Schema's patterns are ECMA-262 expressions, whose `$` does not match before a final newline, as Python's

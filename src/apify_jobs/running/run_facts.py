@@ -64,7 +64,7 @@ def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.E
         return found
 
     tasks = list(by_task.items())
-    if len(tasks) <= 1 or any(len(wanted) + FIRST_PAGE_SLACK > SMALL_PAGE for wanted in by_task.values()):
+    if len(tasks) <= 1 or any(_first_page(wanted) > SMALL_PAGE for wanted in by_task.values()):
         per_task = [of_task(item) for item in tasks]
     else:
         from concurrent.futures import ThreadPoolExecutor  # only for a batch over several tasks
@@ -74,6 +74,11 @@ def find_runs(client: ApiClient, attempts: list[Attempt], cancelled: threading.E
     return {attempt: facts for found in per_task for attempt, facts in found.items()}
 
 
+def _first_page(wanted: list[Attempt]) -> int:
+    """How many runs the first listing page of a task asks for, when these attempts are looked for."""
+    return min(PAGE, len(wanted) + FIRST_PAGE_SLACK)
+
+
 def _look(client: ApiClient, task: str, actor: bool, wanted: list[Attempt], found: dict[str, RunFacts],
           cancelled: threading.Event, policy: RetryPolicy, settle: timedelta = PRELIMINARY_FOR) -> None:
     if not wanted:
@@ -81,7 +86,7 @@ def _look(client: ApiClient, task: str, actor: bool, wanted: list[Attempt], foun
     by_id = {a.id: a for a in wanted}
     by_run = {a.run_id: a for a in wanted if a.run_id}  # known without identity (fallback platforms)
     earliest = min(a.sent_at for a in wanted)
-    offset, limit = 0, min(PAGE, len(wanted) + FIRST_PAGE_SLACK)
+    offset, limit = 0, _first_page(wanted)
     for _ in range(MAX_PAGES + 1):
         def call(offset: int = offset, limit: int = limit) -> tuple[dict[str, str], list[Any]]:
             with client.list_runs(task, offset=offset, limit=limit, desc=True, actor=actor) as answer:
