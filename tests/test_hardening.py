@@ -185,3 +185,12 @@ def test_an_unwritable_report_is_found_before_anything_is_sent(cli, emulator, tm
     assert code == 2 and "Traceback" not in stderr and stderr.count("\n") == 1
     assert f"cannot write into {blocker}" in stderr and "nothing was sent" in stderr
     assert server.state.requests == [] and not (tmp_path / "out" / "a.json").exists()
+
+
+def test_a_name_only_the_strict_reading_refuses_is_exit_2_before_sending(cli, emulator, tmp_path: Path) -> None:
+    """A task with a final newline fits Python's reading of the pattern, not JSON Schema's: refused by the
+    schema gate's own errors, and nothing of the file is sent (not even the jobs that are fine)."""
+    server = emulator()
+    path = job_file(tmp_path, 'jobs:\n  - {name: a, task: "me~t\\n"}\n  - {name: b, task: me~t}\n')
+    code, _, err = cli("run", path, "--out-dir", tmp_path / "out")
+    assert code == 2 and "must be an ID or owner~name" in err and server.state.requests == []
